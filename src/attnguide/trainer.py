@@ -1,0 +1,69 @@
+"""``GuidedTrainer``: a ``transformers.Trainer`` whose training loss adds attention guiding."""
+
+from __future__ import annotations
+
+import torch
+from transformers import Trainer
+
+from .capture import OutputAttentionsCapture
+from .config import GuideConfig
+from .guide import guide_losses, weighted_sum
+
+
+class GuidedTrainer(Trainer):
+    """Adds ``Σ weight·guide_loss`` to the task loss of every training step and logs each part.
+
+    ``guide_config=None``, no guides, or all weights 0 leave the Trainer exactly as it is: the
+    model keeps its attention kernel and ``compute_loss`` is the Trainer's own. Evaluation loss is
+    the task loss alone. The logs gain ``task_loss`` and one ``<guide>_loss`` per guide, averaged
+    over the logging interval (and over processes).
+    """
+
+    def __init__(self, *args, guide_config: GuideConfig | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.guide_config = guide_config if guide_config is not None else GuideConfig(guides=())
+        self.capture = OutputAttentionsCapture(self.model, self.guide_config) if self.guide_config.active else None
+        self._part_sums: dict[str, torch.Tensor] = {}
+        self._part_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if self.capture is None or not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        inputs = {**inputs, **self.capture.forward_kwargs()}
+        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+        profiles = self.capture.profiles(outputs, mask)
+        parts = guide_losses(profiles, mask, self.guide_config, self.capture.heads_per_layer)
+        guiding = weighted_sum(parts, self.guide_config, self.state.global_step)
+        if self._task_loss_spans_accumulation(num_items_in_batch):
+            # The Trainer will not divide this loss by the accumulation steps; a per-batch mean needs it.
+            guiding = guiding / self.current_gradient_accumulation_steps
+        self._record({"task": outputs.loss, **parts})
+        outputs.attentions = None
+        loss = task_loss + guiding
+        return (loss, outputs) if return_outputs else loss
+
+    def _task_loss_spans_accumulation(self, num_items_in_batch) -> bool:
+        """Mirror of the Trainer's rule for whether the loss is already normalised over accumulation."""
+        if self.loss_is_scaled_for_ga is not None:
+            return bool(self.loss_is_scaled_for_ga)
+        return bool(
+            (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+        )
+
+    def _record(self, parts: dict[str, torch.Tensor]) -> None:
+        for name, value in parts.items():
+            value = value.detach().float()
+            self._part_sums[name] = self._part_sums[name] + value if name in self._part_sums else value
+        self._part_steps += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._part_steps:
+            names = sorted(self._part_sums)
+            means = torch.stack([self._part_sums[n] for n in names]) / self._part_steps
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({f"{n}_loss": round(float(v), 6) for n, v in zip(names, means.tolist())})
+            self._part_sums, self._part_steps = {}, 0
+        super().log(logs, start_time)

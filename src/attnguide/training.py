@@ -1,0 +1,244 @@
+"""``attnguide train`` as a function: read data, fine-tune with guiding, write a complete run directory.
+
+A run is written under a hidden ``.<name>.partial`` directory beside the output directory and
+renamed into place only when everything is written, so a crash or a kill never leaves a
+half-written run where a finished one is expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import DataCollatorWithPadding, TrainingArguments
+
+from . import __version__
+from .capture import model_shape
+from .config import GuideConfig
+from .data import PairData, label_list, load_hf_dataset, read_pairs
+from .encoding import encode_pairs
+from .errors import AttnguideError
+from .evaluation import Evaluation, evaluate
+from .io import write_json, write_jsonl
+from .models import default_model_path, load_classifier, load_tokenizer
+from .trainer import GuidedTrainer
+
+logger = logging.getLogger("attnguide")
+
+
+@dataclass
+class TrainOptions:
+    """Every setting of a training run; ``run.json`` records them all."""
+
+    output_dir: str
+    train: str | None = None
+    dev: str | None = None
+    model: str | None = None
+    format: str = "auto"
+    text_a: str | None = None
+    text_b: str | None = None
+    label: str | None = None
+    dataset: str | None = None
+    train_split: str = "train"
+    dev_split: str | None = None
+    guide: GuideConfig = field(default_factory=GuideConfig)
+    epochs: float = 3.0
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    max_length: int = 128
+    seed: int = 42
+    logging_steps: int = 20
+    report_to: str = "none"
+    overwrite: bool = False
+    keep_checkpoints: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps"):
+            if getattr(self, name) < 1:
+                raise AttnguideError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.epochs > 0:
+            raise AttnguideError(f"--epochs must be positive, got {self.epochs}")
+        if not self.lr > 0:
+            raise AttnguideError(f"--lr must be positive, got {self.lr}")
+        if (self.train is None) == (self.dataset is None):
+            raise AttnguideError("give the training data with exactly one of --train FILE or --dataset NAME")
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, for run.json."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read(options: TrainOptions, path: str | None, split: str | None) -> PairData | None:
+    columns = {"text_a": options.text_a, "text_b": options.text_b, "label": options.label}
+    if options.dataset is not None:
+        return None if split is None else load_hf_dataset(options.dataset, split, **columns)
+    return None if path is None else read_pairs(path, options.format, **columns)
+
+
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to clobber a file or an existing non-empty directory unless asked to."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise AttnguideError(f"{output_dir}: output path exists and is not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise AttnguideError(f"{output_dir}: output directory exists and is not empty (use --overwrite to replace it)")
+
+
+def _fresh_partial(output_dir: Path) -> Path:
+    """An empty hidden directory beside ``output_dir`` where the run is written until complete."""
+    partial = output_dir.parent / f".{output_dir.name}.partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def _publish(partial: Path, output_dir: Path) -> None:
+    """Move a finished partial run into place, replacing an old run only once the new one is complete."""
+    old = output_dir.parent / f".{output_dir.name}.old"
+    if output_dir.exists():
+        output_dir.rename(old)
+    partial.rename(output_dir)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def _versions() -> dict[str, str]:
+    import datasets
+    import sklearn
+
+    return {
+        "attnguide": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def _final_train_losses(log_history: list[dict]) -> dict[str, float]:
+    """The last logged value of each training loss part (task_loss, mdg_loss, ...)."""
+    final: dict[str, float] = {}
+    for entry in log_history:
+        final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("_loss") and not k.startswith("eval")})
+    return final
+
+
+def prediction_rows(data: PairData, evaluation: Evaluation, id2label: dict[int, str]) -> list[dict]:
+    """One JSON-ready row per example: its texts, gold label, predicted label and class probabilities."""
+    rows = []
+    for i, (pred, probs) in enumerate(zip(evaluation.predictions, evaluation.probabilities)):
+        rows.append(
+            {
+                "index": i,
+                "text_a": data.text_a[i],
+                "text_b": data.text_b[i] if data.text_b is not None else None,
+                "label": data.labels[i] if data.labels else None,
+                "prediction": id2label[pred],
+                "probabilities": {id2label[j]: round(p, 6) for j, p in enumerate(probs)},
+            }
+        )
+    return rows
+
+
+def saved_guide_config(run_dir: str | Path) -> GuideConfig:
+    """The guiding settings a run directory was trained with (defaults for a plain model directory)."""
+    run_file = Path(run_dir) / "run.json"
+    if not run_file.is_file():
+        return GuideConfig()
+    settings = json.loads(run_file.read_text(encoding="utf-8"))["options"]["guide"]
+    return GuideConfig(**settings)
+
+
+def run_training(options: TrainOptions) -> dict[str, float]:
+    """Fine-tune, evaluate on the dev data, and write the run directory; returns the dev metrics."""
+    started = time.time()
+    output_dir = Path(options.output_dir)
+    check_output_dir(output_dir, options.overwrite)
+    train_data = _read(options, options.train, options.train_split)
+    dev_data = _read(options, options.dev, options.dev_split)
+    labels = label_list(train_data, dev_data)
+    logger.info("training data: %s, %d examples, layout %s, labels %s", train_data.source, len(train_data),
+                train_data.layout, ", ".join(labels))
+    model_name = options.model or default_model_path()
+    tokenizer = load_tokenizer(model_name)
+    model = load_classifier(model_name, labels)
+    options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
+    label2id = model.config.label2id
+    train_set = encode_pairs(train_data, tokenizer, options.max_length, label2id)
+    dev_set = encode_pairs(dev_data, tokenizer, options.max_length, label2id) if dev_data is not None else None
+
+    partial = _fresh_partial(output_dir)
+    args = TrainingArguments(
+        output_dir=str(partial),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.eval_batch_size,
+        learning_rate=options.lr,
+        weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_ratio,
+        seed=options.seed,
+        logging_steps=options.logging_steps,
+        eval_strategy="epoch" if dev_set is not None else "no",
+        save_strategy="epoch",
+        save_total_limit=1,
+        report_to=options.report_to,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+    trainer = GuidedTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=dev_set,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        processing_class=tokenizer,
+        guide_config=options.guide,
+    )
+    trainer.train()
+    trainer.save_model(str(partial))
+
+    metrics: dict[str, float] = {}
+    if dev_set is not None:
+        evaluation = evaluate(model, tokenizer, dev_set, options.guide, options.eval_batch_size)
+        metrics.update(evaluation.metrics)
+        write_jsonl(partial / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation, model.config.id2label))
+    metrics.update(_final_train_losses(trainer.state.log_history))
+    write_json(partial / "metrics.json", metrics)
+    write_json(partial / "log_history.json", trainer.state.log_history)
+    write_json(partial / "run.json", {
+        "command": sys.argv,
+        "options": {**asdict(options), "guide": options.guide.to_dict(), "model": model_name},
+        "capture": trainer.capture.route if trainer.capture is not None else None,
+        "labels": labels,
+        "data": {
+            name: {"source": data.source, "layout": data.layout, "examples": len(data), "dropped": data.dropped,
+                   "sha256": file_sha256(data.source) if Path(data.source).is_file() else None}
+            for name, data in (("train", train_data), ("dev", dev_data)) if data is not None
+        },
+        "versions": _versions(),
+        "device": str(args.device),
+        "seconds": round(time.time() - started, 1),
+    })
+    if not options.keep_checkpoints:
+        for checkpoint in partial.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint)
+    _publish(partial, output_dir)
+    logger.info("run written to %s", output_dir)
+    return metrics
