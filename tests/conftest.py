@@ -36,8 +36,14 @@ def tiny_model_dir(tmp_path_factory, minilm_path) -> str:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     path = tmp_path_factory.mktemp("tiny-bert")
     BertModel(config).save_pretrained(path)
     AutoTokenizer.from_pretrained(minilm_path).save_pretrained(path)

@@ -16,8 +16,10 @@ def test_defaults_follow_spec() -> None:
     assert config.scope == "joint" and config.profile == "received" and config.active
 
 
-@pytest.mark.parametrize(("spec", "want"), [("none", ()), ("mdg", ("mdg",)), ("pdg+mdg", ("pdg", "mdg")),
-                                            (["mdg", "mdg"], ("mdg",)), ("", ())])
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [("none", ()), ("mdg", ("mdg",)), ("pdg+mdg", ("pdg", "mdg")), (["mdg", "mdg"], ("mdg",)), ("", ())],
+)
 def test_guide_specs(spec, want) -> None:
     assert GuideConfig(guides=spec).guides == want
 
@@ -29,22 +31,27 @@ def test_inactive_when_no_guide_or_zero_weights() -> None:
     assert GuideConfig(guides="mdg").weight("pdg") == 0.0
 
 
-@pytest.mark.parametrize(("layers", "want"), [("last:2", [4, 5]), ("0,3", [0, 3]), ("5,-6", [0, 5]), ([1], [1])])
+@pytest.mark.parametrize(
+    ("layers", "want"), [("last:2", [4, 5]), ("0,3", [0, 3]), ("5,-6", [0, 5]), ([1], [1])]
+)
 def test_layer_selection(layers, want) -> None:
     assert GuideConfig(layers=layers).layer_indices(6) == want
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"guides": "mdg+foo"}, "unknown guide 'foo'"),
-    ({"mdg_weight": -1}, "mdg_weight must be a finite number >= 0"),
-    ({"pdg_weight": float("nan")}, "pdg_weight must be a finite number >= 0"),
-    ({"temperature": 0}, "temperature must be a finite number > 0"),
-    ({"layers": "last:0"}, "last:K with K a whole number >= 1"),
-    ({"layers": "first"}, "expected all, last:K or comma-separated"),
-    ({"scope": "global"}, "unknown scope"),
-    ({"profile": "keys"}, "unknown profile"),
-    ({"warmup_steps": -3}, "warmup_steps"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"guides": "mdg+foo"}, "unknown guide 'foo'"),
+        ({"mdg_weight": -1}, "mdg_weight must be a finite number >= 0"),
+        ({"pdg_weight": float("nan")}, "pdg_weight must be a finite number >= 0"),
+        ({"temperature": 0}, "temperature must be a finite number > 0"),
+        ({"layers": "last:0"}, "last:K with K a whole number >= 1"),
+        ({"layers": "first"}, "expected all, last:K or comma-separated"),
+        ({"scope": "global"}, "unknown scope"),
+        ({"profile": "keys"}, "unknown profile"),
+        ({"warmup_steps": -3}, "warmup_steps"),
+    ],
+)
 def test_invalid_settings(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         GuideConfig(**kwargs)

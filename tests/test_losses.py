@@ -15,7 +15,7 @@ from attnguide.losses import map_discrimination_loss, pattern_decorrelation_loss
 def reference(profiles: torch.Tensor, mask: torch.Tensor, tau: float) -> tuple[float, float]:
     """SPEC, sequence by sequence: restrict to valid columns, normalise rows, build S_b and C_b."""
     mdg, pdg = [], []
-    for a, m in zip(profiles.double(), mask.bool()):
+    for a, m in zip(profiles.double(), mask.bool(), strict=True):
         a = a[:, m]
         unit = a / torch.sqrt((a * a).sum(-1, keepdim=True) + 1e-12)
         s = unit @ unit.T / tau
@@ -30,7 +30,7 @@ def random_profiles(batch: int, heads: int, positions: int, seed: int) -> tuple[
     g = torch.Generator().manual_seed(seed)
     mask = torch.ones(batch, positions)
     for b in range(batch):
-        mask[b, int(torch.randint(2, positions + 1, (1,), generator=g)):] = 0
+        mask[b, int(torch.randint(2, positions + 1, (1,), generator=g)) :] = 0
     profiles = torch.rand(batch, heads, positions, generator=g) * mask[:, None, :]
     return profiles / profiles.sum(-1, keepdim=True), mask
 
@@ -54,9 +54,11 @@ def test_appending_padding_changes_nothing() -> None:
     padded = torch.cat([profiles, torch.rand(3, 8, 4)], dim=-1)  # garbage on the new padding positions
     padded_mask = torch.cat([mask, torch.zeros(3, 4)], dim=-1)
     assert map_discrimination_loss(padded, padded_mask).item() == pytest.approx(
-        map_discrimination_loss(profiles, mask).item(), rel=1e-6)
+        map_discrimination_loss(profiles, mask).item(), rel=1e-6
+    )
     assert pattern_decorrelation_loss(padded, padded_mask).item() == pytest.approx(
-        pattern_decorrelation_loss(profiles, mask).item(), rel=1e-6)
+        pattern_decorrelation_loss(profiles, mask).item(), rel=1e-6
+    )
 
 
 def test_mdg_is_log_n_for_identical_heads() -> None:
@@ -73,7 +75,10 @@ def test_orthogonal_heads_lower_mdg_and_zero_pdg() -> None:
 
 def test_float32_under_half_precision_inputs() -> None:
     profiles, mask = random_profiles(2, 6, 8, seed=3)
-    for loss in (map_discrimination_loss(profiles.bfloat16(), mask), pattern_decorrelation_loss(profiles.half(), mask)):
+    for loss in (
+        map_discrimination_loss(profiles.bfloat16(), mask),
+        pattern_decorrelation_loss(profiles.half(), mask),
+    ):
         assert loss.dtype == torch.float32
 
 

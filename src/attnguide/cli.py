@@ -18,8 +18,12 @@ logger = logging.getLogger("attnguide")
 
 
 def _add_data_columns(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--format", default="auto", choices=FORMATS, help="data layout (default: detect from the file)")
-    parser.add_argument("--text-a", help="column of the first text (generic csv/tsv/jsonl, or to override a layout)")
+    parser.add_argument(
+        "--format", default="auto", choices=FORMATS, help="data layout (default: detect from the file)"
+    )
+    parser.add_argument(
+        "--text-a", help="column of the first text (generic csv/tsv/jsonl, or to override a layout)"
+    )
     parser.add_argument("--text-b", help="column of the second text, if any")
     parser.add_argument("--label", help="column of the label")
 
@@ -29,20 +33,34 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory or Hub id (default: the packaged MiniLM-L6-H384)")
     p.add_argument("--train", help="training data file")
     p.add_argument("--dev", help="dev data file: evaluated each epoch and at the end")
-    p.add_argument("--dataset", help="a HuggingFace dataset name or a local directory saved with save_to_disk")
+    p.add_argument(
+        "--dataset", help="a HuggingFace dataset name or a local directory saved with save_to_disk"
+    )
     p.add_argument("--train-split", default="train", help="split of --dataset to train on (default: train)")
     p.add_argument("--dev-split", help="split of --dataset to evaluate on, e.g. validation")
     _add_data_columns(p)
     g = p.add_argument_group("guiding")
-    g.add_argument("--guide", default="none", help=f"none or a '+'-joined choice of {', '.join(GUIDES)} (default: none)")
+    g.add_argument(
+        "--guide", default="none", help=f"none or a '+'-joined choice of {', '.join(GUIDES)} (default: none)"
+    )
     g.add_argument("--mdg-weight", type=float, default=1e-3, help="weight α of the MDG loss (default: 0.001)")
     g.add_argument("--pdg-weight", type=float, default=1e-3, help="weight β of the PDG loss (default: 0.001)")
     g.add_argument("--temperature", type=float, default=2.0, help="MDG temperature τ (default: 2.0)")
-    g.add_argument("--layers", default="all", help="guided layers: all, last:K, or indices like 0,3,5 (default: all)")
-    g.add_argument("--scope", default="joint", choices=SCOPES, help="discriminate heads jointly or within each layer")
-    g.add_argument("--profile", default="received", choices=PROFILE_KINDS,
-                   help="head profile: received (SPEC) or released-code (reproduces the released code; no signal)")
-    g.add_argument("--guide-warmup-steps", type=int, default=0, help="ramp the guiding weights up over N steps")
+    g.add_argument(
+        "--layers", default="all", help="guided layers: all, last:K, or indices like 0,3,5 (default: all)"
+    )
+    g.add_argument(
+        "--scope", default="joint", choices=SCOPES, help="discriminate heads jointly or within each layer"
+    )
+    g.add_argument(
+        "--profile",
+        default="received",
+        choices=PROFILE_KINDS,
+        help="head profile: received (SPEC) or released-code (reproduces the released code; no signal)",
+    )
+    g.add_argument(
+        "--guide-warmup-steps", type=int, default=0, help="ramp the guiding weights up over N steps"
+    )
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=float, default=3.0)
     t.add_argument("--batch-size", type=int, default=32)
@@ -56,7 +74,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard (default: none)")
     p.add_argument("--output-dir", required=True, help="run directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    p.add_argument("--keep-checkpoints", action="store_true", help="keep the last epoch checkpoint in the run")
+    p.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep the last epoch checkpoint in the run"
+    )
     p.set_defaults(func=_train)
 
 
@@ -64,16 +84,39 @@ def _train(args: argparse.Namespace) -> int:
     from .training import TrainOptions, run_training
 
     guide = GuideConfig(
-        guides=args.guide, mdg_weight=args.mdg_weight, pdg_weight=args.pdg_weight, temperature=args.temperature,
-        layers=args.layers, scope=args.scope, profile=args.profile, warmup_steps=args.guide_warmup_steps,
+        guides=args.guide,
+        mdg_weight=args.mdg_weight,
+        pdg_weight=args.pdg_weight,
+        temperature=args.temperature,
+        layers=args.layers,
+        scope=args.scope,
+        profile=args.profile,
+        warmup_steps=args.guide_warmup_steps,
     )
     options = TrainOptions(
-        output_dir=args.output_dir, train=args.train, dev=args.dev, model=args.model, format=args.format,
-        text_a=args.text_a, text_b=args.text_b, label=args.label, dataset=args.dataset,
-        train_split=args.train_split, dev_split=args.dev_split, guide=guide, epochs=args.epochs,
-        batch_size=args.batch_size, eval_batch_size=args.eval_batch_size, lr=args.lr,
-        weight_decay=args.weight_decay, warmup_ratio=args.warmup_ratio, max_length=args.max_length,
-        seed=args.seed, logging_steps=args.logging_steps, report_to=args.report_to, overwrite=args.overwrite,
+        output_dir=args.output_dir,
+        train=args.train,
+        dev=args.dev,
+        model=args.model,
+        format=args.format,
+        text_a=args.text_a,
+        text_b=args.text_b,
+        label=args.label,
+        dataset=args.dataset,
+        train_split=args.train_split,
+        dev_split=args.dev_split,
+        guide=guide,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        warmup_ratio=args.warmup_ratio,
+        max_length=args.max_length,
+        seed=args.seed,
+        logging_steps=args.logging_steps,
+        report_to=args.report_to,
+        overwrite=args.overwrite,
         keep_checkpoints=args.keep_checkpoints,
     )
     metrics = run_training(options)
@@ -86,7 +129,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, help="a run directory written by attnguide train")
     p.add_argument("--data", required=True, help="data file to evaluate on")
     _add_data_columns(p)
-    p.add_argument("--output", help="per-example predictions, JSON lines (default: <data name>.predictions.jsonl here)")
+    p.add_argument(
+        "--output", help="per-example predictions, JSON lines (default: <data name>.predictions.jsonl here)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
     p.set_defaults(func=_eval)
@@ -116,8 +161,12 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="offline demo: template NLI data, MiniLM trained without and with MDG+PDG")
-    p.add_argument("--output-dir", default="attnguide-demo", help="where to write (default: ./attnguide-demo)")
+    p = sub.add_parser(
+        "demo", help="offline demo: template NLI data, MiniLM trained without and with MDG+PDG"
+    )
+    p.add_argument(
+        "--output-dir", default="attnguide-demo", help="where to write (default: ./attnguide-demo)"
+    )
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--train-size", type=int, default=1200, help="template training pairs (default: 1200)")
     p.add_argument("--epochs", type=float, default=2.0, help="epochs per run (default: 2)")
@@ -129,14 +178,23 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     previous_demo = (Path(args.output_dir) / "summary.json").is_file()
-    print(run_demo(args.output_dir, model=args.model, train_size=args.train_size, epochs=args.epochs,
-                   overwrite=args.overwrite or previous_demo))
+    print(
+        run_demo(
+            args.output_dir,
+            model=args.model,
+            train_size=args.train_size,
+            epochs=args.epochs,
+            overwrite=args.overwrite or previous_demo,
+        )
+    )
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(prog="attnguide", description="Fine-tune encoders with attention guiding.")
+    parser = argparse.ArgumentParser(
+        prog="attnguide", description="Fine-tune encoders with attention guiding."
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)

@@ -20,10 +20,14 @@ class ConfigError(AttnguideError, ValueError):
 def parse_guides(spec: str | Sequence[str]) -> tuple[str, ...]:
     """``"mdg+pdg"`` or ``["mdg", "pdg"]`` -> ``("mdg", "pdg")``; ``"none"`` or ``""`` -> ``()``."""
     parts = spec.split("+") if isinstance(spec, str) else list(spec)
-    names = tuple(dict.fromkeys(p.strip().lower() for p in parts if p.strip() and p.strip().lower() != "none"))
+    names = tuple(
+        dict.fromkeys(p.strip().lower() for p in parts if p.strip() and p.strip().lower() != "none")
+    )
     unknown = [n for n in names if n not in GUIDES]
     if unknown:
-        raise ConfigError(f"unknown guide {unknown[0]!r}; expected none or a '+'-joined choice of {', '.join(GUIDES)}")
+        raise ConfigError(
+            f"unknown guide {unknown[0]!r}; expected none or a '+'-joined choice of {', '.join(GUIDES)}"
+        )
     return names
 
 
@@ -42,7 +46,9 @@ def parse_layers(spec: str | Sequence[int]) -> str | tuple[int, ...]:
     try:
         indices = tuple(int(p) for p in text.split(","))
     except ValueError:
-        raise ConfigError(f"--layers {spec!r}: expected all, last:K or comma-separated layer indices") from None
+        raise ConfigError(
+            f"--layers {spec!r}: expected all, last:K or comma-separated layer indices"
+        ) from None
     return indices
 
 
@@ -74,7 +80,11 @@ class GuideConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not isinstance(self.temperature, (int, float)) or not math.isfinite(self.temperature) or self.temperature <= 0:
+        if (
+            not isinstance(self.temperature, (int, float))
+            or not math.isfinite(self.temperature)
+            or self.temperature <= 0
+        ):
             raise ConfigError(f"temperature must be a finite number > 0, got {self.temperature!r}")
         if self.scope not in SCOPES:
             raise ConfigError(f"unknown scope {self.scope!r}; expected one of {', '.join(SCOPES)}")
@@ -108,7 +118,9 @@ class GuideConfig:
             return list(range(num_layers - count, num_layers))
         bad = [i for i in spec if not -num_layers <= i < num_layers]
         if bad:
-            raise ConfigError(f"layer index {bad[0]} is out of range: the model has layers 0..{num_layers - 1}")
+            raise ConfigError(
+                f"layer index {bad[0]} is out of range: the model has layers 0..{num_layers - 1}"
+            )
         return sorted({i % num_layers for i in spec})
 
     def to_dict(self) -> dict:

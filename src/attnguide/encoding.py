@@ -27,7 +27,9 @@ def encode_pairs(
     lengths = [len(ids) for ids in tokenizer(*texts, truncation=False, verbose=False)["input_ids"]]
     truncated = sum(length > max_length for length in lengths)
     if truncated:
-        logger.info("%s: %d of %d examples truncated to %d tokens", data.source, truncated, len(data), max_length)
+        logger.info(
+            "%s: %d of %d examples truncated to %d tokens", data.source, truncated, len(data), max_length
+        )
     columns = dict(tokenizer(*texts, truncation=True, max_length=max_length))
     if label2id is not None:
         unknown = sorted(set(data.labels) - set(label2id))

@@ -64,9 +64,13 @@ def evaluate(
         mask = batch["attention_mask"]
         all_heads = attention_profiles(outputs.attentions, mask)
         guided = attention_profiles(outputs.attentions, mask, layers, config.profile)
-        values = {name: loss.item() for name, loss in guide_losses(guided, mask, config, heads, GUIDES).items()}
+        values = {
+            name: loss.item() for name, loss in guide_losses(guided, mask, config, heads, GUIDES).items()
+        }
         values["head_similarity"] = head_similarity(all_heads, mask).mean().item()
-        values["special_token_share"] = attention_share(all_heads, torch.isin(batch["input_ids"], special_ids) & (mask > 0)).mean().item()
+        values["special_token_share"] = (
+            attention_share(all_heads, torch.isin(batch["input_ids"], special_ids) & (mask > 0)).mean().item()
+        )
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value * len(mask)
     metrics = classification_metrics(labels, predictions) if labels else {}

@@ -34,7 +34,9 @@ def guide_losses(
         layers = rows // heads_per_layer
         profiles = profiles.reshape(batch * layers, heads_per_layer, positions)
         mask = mask.repeat_interleave(layers, dim=0)
-    return {name: LOSSES[name](profiles, mask, config) for name in (config.guides if names is None else names)}
+    return {
+        name: LOSSES[name](profiles, mask, config) for name in (config.guides if names is None else names)
+    }
 
 
 def weighted_sum(losses: dict[str, torch.Tensor], config: GuideConfig, step: int) -> torch.Tensor:

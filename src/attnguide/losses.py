@@ -21,7 +21,9 @@ def _masked_float(profiles: torch.Tensor, mask: torch.Tensor | None) -> tuple[to
     if mask is None:
         return a, a.new_ones(a.shape[0], a.shape[2])
     if mask.shape != (a.shape[0], a.shape[2]):
-        raise ValueError(f"mask must be [batch, positions] = {(a.shape[0], a.shape[2])}, got {tuple(mask.shape)}")
+        raise ValueError(
+            f"mask must be [batch, positions] = {(a.shape[0], a.shape[2])}, got {tuple(mask.shape)}"
+        )
     m = mask.to(device=a.device, dtype=torch.float32)
     return a * m[:, None, :], m
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from .errors import AttnguideError
 
@@ -52,4 +57,6 @@ def load_classifier(
     try:
         return AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as error:
-        raise AttnguideError(f"{name}: cannot load a sequence classifier ({str(error).splitlines()[0]})") from None
+        raise AttnguideError(
+            f"{name}: cannot load a sequence classifier ({str(error).splitlines()[0]})"
+        ) from None

@@ -17,12 +17,20 @@ class GuidedTrainer(Trainer):
     model keeps its attention kernel and ``compute_loss`` is the Trainer's own. Evaluation loss is
     the task loss alone. The logs gain ``task_loss`` and one ``<guide>_loss`` per guide, averaged
     over the logging interval (and over processes).
+
+    Sequence-classification heads return a per-batch mean loss and ignore ``num_items_in_batch``;
+    the Trainer is told so (``model_accepts_loss_kwargs = False``), so that gradient accumulation
+    and several processes average the task loss, like the guiding losses, over micro-batches. With
+    one process and no accumulation this changes nothing.
     """
 
     def __init__(self, *args, guide_config: GuideConfig | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        self.model_accepts_loss_kwargs = False
         self.guide_config = guide_config if guide_config is not None else GuideConfig(guides=())
-        self.capture = OutputAttentionsCapture(self.model, self.guide_config) if self.guide_config.active else None
+        self.capture = (
+            OutputAttentionsCapture(self.model, self.guide_config) if self.guide_config.active else None
+        )
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_steps = 0
 
@@ -50,7 +58,8 @@ class GuidedTrainer(Trainer):
         if self.loss_is_scaled_for_ga is not None:
             return bool(self.loss_is_scaled_for_ga)
         return bool(
-            (self.model_accepts_loss_kwargs and num_items_in_batch is not None) or self.compute_loss_func is not None
+            (self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+            or self.compute_loss_func is not None
         )
 
     def _record(self, parts: dict[str, torch.Tensor]) -> None:
@@ -64,6 +73,6 @@ class GuidedTrainer(Trainer):
             names = sorted(self._part_sums)
             means = torch.stack([self._part_sums[n] for n in names]) / self._part_steps
             means = self.accelerator.reduce(means, reduction="mean")
-            logs.update({f"{n}_loss": round(float(v), 6) for n, v in zip(names, means.tolist())})
+            logs.update({f"{n}_loss": round(float(v), 6) for n, v in zip(names, means.tolist(), strict=True)})
             self._part_sums, self._part_steps = {}, 0
         super().log(logs, start_time)

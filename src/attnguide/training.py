@@ -19,9 +19,10 @@ from pathlib import Path
 
 import torch
 import transformers
-from transformers import DataCollatorWithPadding, TrainingArguments
+from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
 from . import __version__
+from .callbacks import route_logs_to_stderr
 from .capture import model_shape
 from .config import GuideConfig
 from .data import PairData, label_list, load_hf_dataset, read_pairs
@@ -67,7 +68,9 @@ class TrainOptions:
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps"):
             if getattr(self, name) < 1:
-                raise AttnguideError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise AttnguideError(
+                    f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
+                )
         if not self.epochs > 0:
             raise AttnguideError(f"--epochs must be positive, got {self.epochs}")
         if not self.lr > 0:
@@ -97,7 +100,9 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
     if output_dir.exists() and not output_dir.is_dir():
         raise AttnguideError(f"{output_dir}: output path exists and is not a directory")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise AttnguideError(f"{output_dir}: output directory exists and is not empty (use --overwrite to replace it)")
+        raise AttnguideError(
+            f"{output_dir}: output directory exists and is not empty (use --overwrite to replace it)"
+        )
 
 
 def _fresh_partial(output_dir: Path) -> Path:
@@ -134,17 +139,20 @@ def _versions() -> dict[str, str]:
 
 
 def _final_train_losses(log_history: list[dict]) -> dict[str, float]:
-    """The last logged value of each training loss part (task_loss, mdg_loss, ...)."""
+    """``train_loss`` over the whole run and the last logged value of each loss part (task, mdg, ...)."""
     final: dict[str, float] = {}
     for entry in log_history:
-        final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("_loss") and not k.startswith("eval")})
+        if "loss" in entry:
+            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("_loss")})
+        if "train_loss" in entry:
+            final["train_loss"] = entry["train_loss"]
     return final
 
 
 def prediction_rows(data: PairData, evaluation: Evaluation, id2label: dict[int, str]) -> list[dict]:
     """One JSON-ready row per example: its texts, gold label, predicted label and class probabilities."""
     rows = []
-    for i, (pred, probs) in enumerate(zip(evaluation.predictions, evaluation.probabilities)):
+    for i, (pred, probs) in enumerate(zip(evaluation.predictions, evaluation.probabilities, strict=True)):
         rows.append(
             {
                 "index": i,
@@ -175,15 +183,23 @@ def run_training(options: TrainOptions) -> dict[str, float]:
     train_data = _read(options, options.train, options.train_split)
     dev_data = _read(options, options.dev, options.dev_split)
     labels = label_list(train_data, dev_data)
-    logger.info("training data: %s, %d examples, layout %s, labels %s", train_data.source, len(train_data),
-                train_data.layout, ", ".join(labels))
+    logger.info(
+        "training data: %s, %d examples, layout %s, labels %s",
+        train_data.source,
+        len(train_data),
+        train_data.layout,
+        ", ".join(labels),
+    )
     model_name = options.model or default_model_path()
     tokenizer = load_tokenizer(model_name)
+    set_seed(options.seed)  # the new classification head is initialised here, before the Trainer seeds
     model = load_classifier(model_name, labels)
     options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
     label2id = model.config.label2id
     train_set = encode_pairs(train_data, tokenizer, options.max_length, label2id)
-    dev_set = encode_pairs(dev_data, tokenizer, options.max_length, label2id) if dev_data is not None else None
+    dev_set = (
+        encode_pairs(dev_data, tokenizer, options.max_length, label2id) if dev_data is not None else None
+    )
 
     partial = _fresh_partial(output_dir)
     args = TrainingArguments(
@@ -201,6 +217,7 @@ def run_training(options: TrainOptions) -> dict[str, float]:
         save_total_limit=1,
         report_to=options.report_to,
         dataloader_pin_memory=torch.cuda.is_available(),
+        disable_tqdm=not logger.isEnabledFor(logging.INFO),
     )
     trainer = GuidedTrainer(
         model=model,
@@ -211,6 +228,7 @@ def run_training(options: TrainOptions) -> dict[str, float]:
         processing_class=tokenizer,
         guide_config=options.guide,
     )
+    route_logs_to_stderr(trainer)
     trainer.train()
     trainer.save_model(str(partial))
 
@@ -218,24 +236,35 @@ def run_training(options: TrainOptions) -> dict[str, float]:
     if dev_set is not None:
         evaluation = evaluate(model, tokenizer, dev_set, options.guide, options.eval_batch_size)
         metrics.update(evaluation.metrics)
-        write_jsonl(partial / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation, model.config.id2label))
+        write_jsonl(
+            partial / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation, model.config.id2label)
+        )
     metrics.update(_final_train_losses(trainer.state.log_history))
     write_json(partial / "metrics.json", metrics)
     write_json(partial / "log_history.json", trainer.state.log_history)
-    write_json(partial / "run.json", {
-        "command": sys.argv,
-        "options": {**asdict(options), "guide": options.guide.to_dict(), "model": model_name},
-        "capture": trainer.capture.route if trainer.capture is not None else None,
-        "labels": labels,
-        "data": {
-            name: {"source": data.source, "layout": data.layout, "examples": len(data), "dropped": data.dropped,
-                   "sha256": file_sha256(data.source) if Path(data.source).is_file() else None}
-            for name, data in (("train", train_data), ("dev", dev_data)) if data is not None
+    write_json(
+        partial / "run.json",
+        {
+            "command": sys.argv,
+            "options": {**asdict(options), "guide": options.guide.to_dict(), "model": model_name},
+            "capture": trainer.capture.route if trainer.capture is not None else None,
+            "labels": labels,
+            "data": {
+                name: {
+                    "source": data.source,
+                    "layout": data.layout,
+                    "examples": len(data),
+                    "dropped": data.dropped,
+                    "sha256": file_sha256(data.source) if Path(data.source).is_file() else None,
+                }
+                for name, data in (("train", train_data), ("dev", dev_data))
+                if data is not None
+            },
+            "versions": _versions(),
+            "device": str(args.device),
+            "seconds": round(time.time() - started, 1),
         },
-        "versions": _versions(),
-        "device": str(args.device),
-        "seconds": round(time.time() - started, 1),
-    })
+    )
     if not options.keep_checkpoints:
         for checkpoint in partial.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)

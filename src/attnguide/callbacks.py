@@ -1,0 +1,50 @@
+"""Trainer callbacks: training logs as readable lines on stderr, never on stdout."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+logger = logging.getLogger("attnguide")
+
+_HIDDEN = {"total_flos", "epoch"}
+
+
+def format_logs(step: int, logs: dict) -> str:
+    """``step 20 (epoch 0.53): loss 1.17, task_loss 1.07, mdg_loss 4.07, ...``"""
+    parts = [
+        f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items() if k not in _HIDDEN
+    ]
+    epoch = f" (epoch {logs['epoch']:.2f})" if isinstance(logs.get("epoch"), (int, float)) else ""
+    return f"step {step}{epoch}: " + ", ".join(parts)
+
+
+class StderrProgressCallback(ProgressCallback):
+    """The Trainer's progress bar, with log lines written above it on stderr."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            line = format_logs(state.global_step, logs)
+            if self.training_bar is not None:
+                self.training_bar.write(line, file=sys.stderr)
+            else:
+                logger.info(line)
+
+
+class StderrLogCallback(TrainerCallback):
+    """Log lines through the ``attnguide`` logger where no progress bar is shown."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            logger.info(format_logs(state.global_step, logs))
+
+
+def route_logs_to_stderr(trainer) -> None:
+    """Replace the Trainer's stdout printers by stderr ones, keeping the progress bar where it had one."""
+    had_bar = any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(StderrProgressCallback() if had_bar else StderrLogCallback())
