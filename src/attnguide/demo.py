@@ -17,7 +17,8 @@ from .encoding import encode_pairs
 from .evaluation import evaluate
 from .io import write_json, write_jsonl, write_text
 from .models import default_model_path, load_classifier, load_tokenizer
-from .training import TrainOptions, check_output_dir, run_training
+from .rundir import check_output_dir
+from .training import TrainOptions, run_training
 
 logger = logging.getLogger("attnguide")
 

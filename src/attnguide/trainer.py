@@ -19,10 +19,12 @@ class GuidedTrainer(Trainer):
     over the logging interval (and over processes).
 
     Sequence-classification heads return a per-batch mean loss and ignore ``num_items_in_batch``;
-    the Trainer is told so (``model_accepts_loss_kwargs = False``), so that gradient accumulation
-    and several processes average the task loss, like the guiding losses, over micro-batches. With
-    one process and no accumulation this changes nothing.
+    the Trainer is told so (``loss_is_scaled_for_ga = False``, ``model_accepts_loss_kwargs = False``),
+    so that gradient accumulation and several processes average the task loss, like the guiding
+    losses, over micro-batches. With one process and no accumulation this changes nothing.
     """
+
+    loss_is_scaled_for_ga = False
 
     def __init__(self, *args, guide_config: GuideConfig | None = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -45,22 +47,10 @@ class GuidedTrainer(Trainer):
         profiles = self.capture.profiles(outputs, mask)
         parts = guide_losses(profiles, mask, self.guide_config, self.capture.heads_per_layer)
         guiding = weighted_sum(parts, self.guide_config, self.state.global_step)
-        if self._task_loss_spans_accumulation(num_items_in_batch):
-            # The Trainer will not divide this loss by the accumulation steps; a per-batch mean needs it.
-            guiding = guiding / self.current_gradient_accumulation_steps
-        self._record({"task": outputs.loss, **parts})
+        self._record({"task": task_loss, **parts})
         outputs.attentions = None
         loss = task_loss + guiding
         return (loss, outputs) if return_outputs else loss
-
-    def _task_loss_spans_accumulation(self, num_items_in_batch) -> bool:
-        """Mirror of the Trainer's rule for whether the loss is already normalised over accumulation."""
-        if self.loss_is_scaled_for_ga is not None:
-            return bool(self.loss_is_scaled_for_ga)
-        return bool(
-            (self.model_accepts_loss_kwargs and num_items_in_batch is not None)
-            or self.compute_loss_func is not None
-        )
 
     def _record(self, parts: dict[str, torch.Tensor]) -> None:
         for name, value in parts.items():

@@ -1,16 +1,9 @@
-"""``attnguide train`` as a function: read data, fine-tune with guiding, write a complete run directory.
-
-A run is written under a hidden ``.<name>.partial`` directory beside the output directory and
-renamed into place only when everything is written, so a crash or a kill never leaves a
-half-written run where a finished one is expected.
-"""
+"""``attnguide train`` as a function: read data, fine-tune with guiding, write a complete run directory."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import platform
 import shutil
 import sys
 import time
@@ -18,10 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-import transformers
 from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
 
-from . import __version__
 from .callbacks import route_logs_to_stderr
 from .capture import model_shape
 from .config import GuideConfig
@@ -31,6 +22,7 @@ from .errors import AttnguideError
 from .evaluation import Evaluation, evaluate
 from .io import write_json, write_jsonl
 from .models import default_model_path, load_classifier, load_tokenizer
+from .rundir import check_output_dir, file_sha256, fresh_partial, library_versions, publish
 from .trainer import GuidedTrainer
 
 logger = logging.getLogger("attnguide")
@@ -79,63 +71,11 @@ class TrainOptions:
             raise AttnguideError("give the training data with exactly one of --train FILE or --dataset NAME")
 
 
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes, for run.json."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _read(options: TrainOptions, path: str | None, split: str | None) -> PairData | None:
     columns = {"text_a": options.text_a, "text_b": options.text_b, "label": options.label}
     if options.dataset is not None:
         return None if split is None else load_hf_dataset(options.dataset, split, **columns)
     return None if path is None else read_pairs(path, options.format, **columns)
-
-
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse to clobber a file or an existing non-empty directory unless asked to."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise AttnguideError(f"{output_dir}: output path exists and is not a directory")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-        raise AttnguideError(
-            f"{output_dir}: output directory exists and is not empty (use --overwrite to replace it)"
-        )
-
-
-def _fresh_partial(output_dir: Path) -> Path:
-    """An empty hidden directory beside ``output_dir`` where the run is written until complete."""
-    partial = output_dir.parent / f".{output_dir.name}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)
-    partial.mkdir(parents=True)
-    return partial
-
-
-def _publish(partial: Path, output_dir: Path) -> None:
-    """Move a finished partial run into place, replacing an old run only once the new one is complete."""
-    old = output_dir.parent / f".{output_dir.name}.old"
-    if output_dir.exists():
-        output_dir.rename(old)
-    partial.rename(output_dir)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def _versions() -> dict[str, str]:
-    import datasets
-    import sklearn
-
-    return {
-        "attnguide": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
 
 
 def _final_train_losses(log_history: list[dict]) -> dict[str, float]:
@@ -201,7 +141,7 @@ def run_training(options: TrainOptions) -> dict[str, float]:
         encode_pairs(dev_data, tokenizer, options.max_length, label2id) if dev_data is not None else None
     )
 
-    partial = _fresh_partial(output_dir)
+    partial = fresh_partial(output_dir)
     args = TrainingArguments(
         output_dir=str(partial),
         num_train_epochs=options.epochs,
@@ -260,7 +200,7 @@ def run_training(options: TrainOptions) -> dict[str, float]:
                 for name, data in (("train", train_data), ("dev", dev_data))
                 if data is not None
             },
-            "versions": _versions(),
+            "versions": library_versions(),
             "device": str(args.device),
             "seconds": round(time.time() - started, 1),
         },
@@ -268,6 +208,6 @@ def run_training(options: TrainOptions) -> dict[str, float]:
     if not options.keep_checkpoints:
         for checkpoint in partial.glob("checkpoint-*"):
             shutil.rmtree(checkpoint)
-    _publish(partial, output_dir)
+    publish(partial, output_dir)
     logger.info("run written to %s", output_dir)
     return metrics
