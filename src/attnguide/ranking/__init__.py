@@ -1,0 +1,10 @@
+"""Cross-encoder reranking with attention guiding: readers, ranking losses, metrics and the training run.
+
+A reranker is a sequence classifier with one output, the score of a (query, document) pair; each
+query's candidates are ranked by score and the ranking is measured with ir-measures.
+"""
+
+from .data import Candidate, RankingData, read_ranking
+from .metrics import ranking_metrics
+
+__all__ = ["Candidate", "RankingData", "ranking_metrics", "read_ranking"]

@@ -1,0 +1,90 @@
+"""Guided ranking runs end to end on a tiny model, through the command line, for both losses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import ir_measures
+import pytest
+
+from attnguide.cli import main
+from attnguide.ranking.data import read_ranking
+from attnguide.ranking.metrics import MEASURES, ranking_metrics
+
+FIXTURES = Path(__file__).parent / "fixtures" / "ranking"
+TREC_FILES = ["--queries", str(FIXTURES / "queries.tsv"), "--docs", str(FIXTURES / "docs.tsv")]
+
+
+@pytest.fixture(scope="module")
+def trecqa_slices(shared_data, tmp_path_factory) -> tuple[Path, Path]:
+    """The first 3 questions of train (120 rows) and of dev (80 rows), as shipped (CRLF, quoted)."""
+    folder = tmp_path_factory.mktemp("trecqa")
+    for name, rows in (("train.csv", 121), ("dev.csv", 81)):
+        lines = (shared_data / "trecqa" / name).read_bytes().split(b"\r\n")
+        (folder / name).write_bytes(b"\r\n".join(lines[:rows]) + b"\r\n")
+    return folder / "train.csv", folder / "dev.csv"
+
+
+def read_run(path: Path) -> dict[str, dict[str, float]]:
+    run: dict[str, dict[str, float]] = {}
+    for row in ir_measures.read_trec_run(str(path)):
+        run.setdefault(row.query_id, {})[row.doc_id] = row.score
+    return run
+
+
+@pytest.mark.parametrize("loss", ["pointwise", "listwise"])
+def test_guided_ranking_run_end_to_end(tiny_model_dir, trecqa_slices, tmp_path, loss) -> None:
+    train, dev = trecqa_slices
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--task", "ranking", "--ranking-loss", loss, "--negatives", "3"]
+    argv += ["--model", tiny_model_dir, "--train", str(train), "--dev", str(dev), "--guide", "mdg+pdg"]
+    argv += ["--mdg-weight", "0.5", "--pdg-weight", "0.5", "--epochs", "1", "--batch-size", "8"]
+    argv += ["--max-length", "48", "--logging-steps", "2", "--seed", "3", "--output-dir", str(out)]
+    assert main(argv) == 0
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(MEASURES) <= set(metrics)
+    assert {"train_task_loss", "train_mdg_loss", "train_pdg_loss", "mdg_loss", "head_similarity"} <= set(
+        metrics
+    )
+    # dev slice: 3 questions, one of them without a correct sentence, left out of the averages
+    assert (metrics["queries_evaluated"], metrics["unanswerable_left_out"]) == (2, 1)
+    assert metrics["truncated_pairs"] > 0
+    # the TREC run file gives the same numbers when re-read by the standard tool
+    dev_data = read_ranking(dev)
+    rerun = ranking_metrics(dev_data.qrels, read_run(out / "dev.run"))
+    assert all(rerun[name] == pytest.approx(metrics[name], abs=1e-6) for name in MEASURES)
+    predictions = [json.loads(line) for line in (out / "dev_predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 80 and predictions[0]["rank"] == 1
+
+    run = json.loads((out / "run.json").read_text())
+    assert run["task"] == "ranking" and run["options"]["ranking_loss"] == loss
+    assert run["options"]["guide"]["guides"] == "mdg+pdg" and run["capture"] is not None
+    assert run["data"]["train"]["queries"] == 3 and run["data"]["dev"]["unanswerable_queries"] == 1
+    assert "ir-measures" in run["versions"]
+
+    # the trained reranker on TREC-style files (the task read from its run.json), all queries averaged
+    output = tmp_path / "eval" / "fixture.jsonl"
+    argv = ["-q", "eval", "--model", str(out), "--data", str(FIXTURES / "qrels.txt")]
+    argv += [*TREC_FILES, "--run", str(FIXTURES / "candidates.run"), "--keep-unanswerable"]
+    argv += ["--output", str(output), "--max-length", "48"]
+    assert main(argv) == 0
+    evaluated = json.loads(output.with_suffix(".metrics.json").read_text())
+    assert (evaluated["queries_evaluated"], evaluated["queries_unanswerable"]) == (3, 1)
+    lines = output.with_suffix(".run").read_text().splitlines()
+    assert len(lines) == 8 and lines[0].split()[1::2] == ["Q0", "1", "attnguide"]
+
+
+def test_ranking_eval_refuses_a_classifier(tiny_model_dir, tmp_path, capsys) -> None:
+    argv = ["eval", "--task", "ranking", "--model", tiny_model_dir, "--data", str(FIXTURES / "qrels.txt")]
+    assert main([*argv, *TREC_FILES, "--output", str(tmp_path / "x.jsonl")]) == 2
+    assert "a reranker has one output, this model has 2" in capsys.readouterr().err
+
+
+def test_ranking_flags_are_checked_before_any_work(tmp_path, capsys) -> None:
+    argv = ["train", "--task", "ranking", "--train", str(FIXTURES / "cross_genre_ir.csv")]
+    assert main([*argv, "--negatives", "0", "--output-dir", str(tmp_path / "r")]) == 2
+    assert "--negatives must be at least 1" in capsys.readouterr().err
+    assert main([*argv, "--format", "sick", "--output-dir", str(tmp_path / "r")]) == 2
+    assert "with --task ranking use --ranking-format" in capsys.readouterr().err
