@@ -1,0 +1,272 @@
+"""``attnguide compare``: run a grid of ``attnguide train`` cells, resumably, and report the statistics.
+
+Each cell runs as its own ``python -m attnguide train`` process, so a cell that fails is recorded
+with the last line of its log and the grid goes on, and a killed grid leaves at most the hidden
+``.seedN.partial`` directory of the cell it was running, which the next attempt at that cell
+continues from its last checkpoint (``train --resume``) or replaces. A cell whose run directory
+holds ``run.json`` and ``metrics.json`` is finished and never run again; if that run was made with
+other settings than the cell asks for (another data file content, say) the grid stops before
+running anything rather than mix the two. A lock on the output directory, inherited by the
+training processes, keeps a second ``compare`` out while any of them still runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import GuideConfig
+from .errors import AttnguideError
+from .grid import DATA_KEYS, SWEEP_KEYS, Cell, Grid, build_grid
+
+if TYPE_CHECKING:  # the report module imports scipy: loaded only when a grid runs
+    from .compare_report import CellResult
+
+logger = logging.getLogger("attnguide")
+
+# Flags of ``compare`` that set a grid key; the rest of the YAML schema is in build_grid.
+_FLAG_KEYS = (*(k for k in DATA_KEYS if k != "name"), *SWEEP_KEYS, "output_dir")
+_SINGLE_KEYS = ("format", "task", "metric", "text_a", "text_b", "label")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``attnguide compare``."""
+    p = sub.add_parser(
+        "compare",
+        help="run a grid over data sets × models × guide settings × seeds and compare with the baseline",
+        description="Train every cell of a grid (resumable), then report per setting mean ± std over "
+        "seeds with a 95% interval and the paired difference from the unguided baseline; choose the "
+        "best setting on dev and, where a test file is given, evaluate it and the baseline on test.",
+    )
+    p.add_argument("--config", help="grid YAML file; the flags below replace its keys of the same name")
+    for key in _FLAG_KEYS:
+        flag = "--" + key.replace("_", "-")
+        if key in _SINGLE_KEYS or key == "output_dir":
+            p.add_argument(
+                flag, help=f"grid key {key}" + (" (for every --train file)" if key in _SINGLE_KEYS else "")
+            )
+        elif key in ("train", "dev", "test"):
+            p.add_argument(flag, nargs="+", help=f"grid key {key}: data files, several paired by position")
+        else:
+            p.add_argument(flag, nargs="+", help=f"grid key {key}: one or more values")
+    p.add_argument(
+        "--dry-run", action="store_true", help="list the cells and which are finished; run nothing"
+    )
+    p.set_defaults(func=_compare)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    overrides: dict[str, tuple[Any, str]] = {}
+    for key in _FLAG_KEYS:
+        value = getattr(args, key)
+        if value is not None:
+            single = isinstance(value, list) and len(value) == 1
+            overrides[key] = (value[0] if single else value, "--" + key.replace("_", "-"))
+    if args.config is None and not overrides:
+        raise AttnguideError("give a grid: --config grid.yaml, or --train, --dev and --output-dir")
+    grid = build_grid(args.config, overrides)
+    results = run_grid(grid, dry_run=args.dry_run)
+    if args.dry_run:
+        return 0
+    print((grid.output_dir / "results.md").read_text(encoding="utf-8"))
+    return 1 if any(r.status != "finished" for r in results) else 0
+
+
+def run_dir(grid: Grid, cell: Cell) -> Path:
+    """Where a cell's ``attnguide train`` run directory is."""
+    return grid.output_dir / "runs" / cell.path
+
+
+def data_hashes(grid: Grid) -> dict[str, str]:
+    """SHA-256 of every train and dev file, to check finished runs against (run.json records them)."""
+    from .rundir import file_sha256
+
+    return {path: file_sha256(path) for data in grid.datasets for path in (data.train, data.dev)}
+
+
+def _mismatch(run: dict, cell: Cell, hashes: dict[str, str]) -> str | None:
+    """The first setting in which a finished run differs from its cell, or ``None``."""
+    options = run.get("options", {})
+    expected: dict[str, Any] = {"task": cell.data.task or "classification", "model": cell.model}
+    expected.update({cell.data.format_option: cell.data.format, **cell.training, "seed": cell.seed})
+    expected.update(cell.data.columns)
+    actual = {key: options.get(key) for key in expected}
+    actual["task"] = run.get("task", options.get("task", "classification"))  # ranking runs say so
+    guide = GuideConfig(**cell.guide).to_dict()
+    expected.update({f"guide {k}": guide[k] for k in cell.guide})
+    actual.update({f"guide {k}": options.get("guide", {}).get(k) for k in cell.guide})
+    for key, value in expected.items():
+        if actual[key] != value:
+            return f"{key}: the run has {actual[key]!r}, the grid asks for {value!r}"
+    for split in ("train", "dev"):
+        recorded = run.get("data", {}).get(split, {}).get("sha256")
+        recorded = set(recorded.values()) if isinstance(recorded, dict) else {recorded}  # ranking: per file
+        if hashes[getattr(cell.data, split)] not in recorded:
+            return f"the {split} file's content differs from the one the run was trained on"
+    return None
+
+
+def finished_result(grid: Grid, cell: Cell, hashes: dict[str, str]) -> CellResult | None:
+    """The result of a cell whose run directory is complete; raises if it was run with other settings."""
+    from .compare_report import FINISHED, CellResult
+
+    folder = run_dir(grid, cell)
+    if not (folder / "run.json").is_file() or not (folder / "metrics.json").is_file():
+        return None
+    run = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    mismatch = _mismatch(run, cell, hashes)
+    if mismatch is not None:
+        raise AttnguideError(
+            f"{folder}: a finished run with other settings than the grid's ({mismatch}); "
+            "move it away or use another output_dir"
+        )
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    return CellResult(cell, FINISHED, metrics, seconds=run.get("seconds"), location=str(folder))
+
+
+@contextmanager
+def _locked(output_dir: Path) -> Iterator[int]:
+    """An exclusive lock on the output directory; its descriptor is handed to the training processes."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(output_dir / ".compare.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AttnguideError(
+            f"{output_dir}: another attnguide compare, or a training run it started, is still working here"
+        ) from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _run_attnguide(args: list[str], log: Path, lock_fd: int) -> str | None:
+    """Run ``python -m attnguide -q ARGS`` with its output in ``log``; the error line if it failed."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w", encoding="utf-8") as handle:
+        code = subprocess.run(
+            [sys.executable, "-m", "attnguide", "-q", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            pass_fds=(lock_fd,),
+        ).returncode
+    if code == 0:
+        return None
+    if code < 0:
+        return f"killed by signal {-code}"
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    return next((line for line in reversed(lines) if line), f"exit code {code}")
+
+
+def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock_fd: int) -> CellResult:
+    from .compare_report import FAILED, CellResult
+
+    folder = run_dir(grid, cell)
+    log = grid.output_dir / "logs" / f"{cell.path}.log"
+    args = [*cell.train_args(folder), *(["--overwrite"] if folder.exists() else [])]
+    # an interrupted cell continues from its last checkpoint; train --task ranking cannot resume yet
+    args += ["--resume"] if cell.data.task != "ranking" else []
+    error = _run_attnguide(args, log, lock_fd)
+    result = finished_result(grid, cell, hashes) if error is None else None
+    return result or CellResult(
+        cell, FAILED, error=error or "the run left no metrics.json", location=str(log)
+    )
+
+
+def _test_cell(grid: Grid, trained: CellResult, lock_fd: int) -> CellResult:
+    """Evaluate a finished cell on its data set's test file (once: the metrics are kept)."""
+    from .compare_report import FAILED, FINISHED, CellResult
+
+    cell, data = trained.cell, trained.cell.data
+    folder = grid.output_dir / "test" / cell.path
+    metrics_file = folder / "predictions.metrics.json"
+    if not metrics_file.is_file():
+        args = ["eval", "--model", trained.location, "--data", data.test, *data.data_args()]
+        args += [
+            "--max-length",
+            str(cell.training["max_length"]),
+            "--output",
+            str(folder / "predictions.jsonl"),
+        ]
+        error = _run_attnguide(args, folder / "eval.log", lock_fd)
+        if error is not None:
+            return CellResult(cell, FAILED, error=error, location=str(folder / "eval.log"))
+    metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
+    return CellResult(cell, FINISHED, metrics, location=str(folder))
+
+
+def _test_results(grid: Grid, results: list[CellResult], lock_fd: int) -> list[CellResult]:
+    """The chosen setting of each data set with a test file, and its baseline, evaluated on test."""
+    from .compare_report import FINISHED, analyse, best_on_dev
+
+    best = best_on_dev(analyse(results), len(grid.seeds))
+    chosen = {
+        sid
+        for data in grid.datasets
+        if data.test is not None and data.name in best
+        for sid in (best[data.name].cell.setting_id, best[data.name].cell.baseline_id)
+    }
+    return [
+        _test_cell(grid, r, lock_fd) for r in results if r.cell.setting_id in chosen and r.status == FINISHED
+    ]
+
+
+def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
+    """Run every cell not yet finished, then evaluate the dev choice on test; writes the report after
+    each cell. Returns the training cells' results."""
+    from tqdm import tqdm
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .compare_report import PENDING, CellResult, write_report
+
+    hashes = data_hashes(grid)
+    results = [finished_result(grid, cell, hashes) or CellResult(cell, PENDING) for cell in grid.cells]
+    todo = [i for i, r in enumerate(results) if r.status == PENDING]
+    summary = (
+        f"{len(results)} cells in {grid.output_dir}: {len(results) - len(todo)} finished, {len(todo)} to run"
+    )
+    if dry_run:
+        print(summary)
+        for result in results:
+            print(f"{'finished' if result.status != PENDING else 'to run  '}  {result.cell.path}")
+        return results
+    if len(grid.seeds) < 3:
+        logger.warning(
+            "only %d seed(s): intervals will be wide and paired tests weak; use 5 or more", len(grid.seeds)
+        )
+    logger.info(summary)
+    with _locked(grid.output_dir) as lock_fd, logging_redirect_tqdm():
+        bar = tqdm(todo, unit="cell", smoothing=0, disable=not logger.isEnabledFor(logging.INFO) or not todo)
+        for index in bar:
+            cell = grid.cells[index]
+            bar.set_postfix_str(cell.path)
+            results[index] = _train_cell(grid, cell, hashes, lock_fd)
+            _log(results[index])
+            write_report(grid, results)
+        test = _test_results(grid, results, lock_fd)
+        write_report(grid, results, test)
+    return results
+
+
+def _log(result: CellResult) -> None:
+    if result.status == "finished":
+        metric = result.cell.data.metric
+        value = result.metrics.get(metric)
+        shown = (
+            f"{metric} {value:.4f}" if isinstance(value, (int, float)) else f"no {metric!r} in metrics.json"
+        )
+        logger.info("%s: %s (%.0f s)", result.cell.path, shown, result.seconds or 0)
+    else:
+        logger.warning("%s failed: %s (log: %s)", result.cell.path, result.error, result.location)
