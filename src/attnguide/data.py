@@ -268,9 +268,10 @@ def _detect(layouts: tuple[_Layout, ...], header: list[str]) -> _Layout | None:
 
 def _override(layout: _Layout, overrides: dict[str, str | None]) -> _Layout:
     """``layout`` with the column names the user gave."""
-    return dataclasses.replace(
-        layout, **{key: value for key, value in overrides.items() if value is not None}
-    )
+    changes = {key: value for key, value in overrides.items() if value is not None}
+    if changes.get("label", layout.label) != layout.label:
+        changes["label_order"] = None  # another label column: the layout's label set no longer applies
+    return dataclasses.replace(layout, **changes)
 
 
 def _custom_layout(
@@ -329,13 +330,24 @@ def _collect(
     texts: list[list[str]] = [[] for _ in layout.text_columns]
     labels: list[str] = []
     dropped = 0
+    first_label: tuple[str, int] | None = None  # (type name, row) of the first label, to catch mixed types
     for number, record in records:
         value = record[layout.label]
         if value is None:
             value = ""
-        elif isinstance(value, int) and not isinstance(value, bool):
+        elif isinstance(value, (int, str)) and not isinstance(value, bool):
+            kind = _kind(value)
+            if first_label is None:
+                first_label = (kind, number)
+            elif kind != first_label[0]:
+                where = "line" if rows_are_lines else "row index"
+                raise fail(
+                    f"label column {layout.label!r} mixes types: {kind} here, {first_label[0]} at "
+                    f"{where} {first_label[1]}",
+                    number,
+                )
             value = str(value)
-        elif not isinstance(value, str):
+        else:
             raise fail(
                 f"expected a string or integer label in {layout.label!r}, found {_kind(value)}", number
             )
@@ -343,6 +355,9 @@ def _collect(
         if value in _UNLABELLED:
             dropped += 1
             continue
+        if layout.label_order is not None and value not in layout.label_order:
+            known = ", ".join(layout.label_order)
+            raise fail(f"unknown label {value!r} in {layout.label!r} (known: {known})", number)
         for column, column_texts in zip(layout.text_columns, texts, strict=True):
             text = record[column]
             if not isinstance(text, str):

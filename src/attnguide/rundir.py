@@ -8,6 +8,7 @@ half-written run where a finished one is expected.
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import shutil
 from pathlib import Path
@@ -40,7 +41,7 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
 
 def fresh_partial(output_dir: Path) -> Path:
     """An empty hidden directory beside ``output_dir`` where the run is written until complete."""
-    partial = output_dir.parent / f".{output_dir.name}.partial"
+    partial = partial_path(output_dir)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
@@ -70,3 +71,43 @@ def library_versions() -> dict[str, str]:
         "datasets": datasets.__version__,
         "scikit-learn": sklearn.__version__,
     }
+
+
+def partial_path(output_dir: Path) -> Path:
+    """Where the run for ``output_dir`` is written until it is complete."""
+    return output_dir.parent / f".{output_dir.name}.partial"
+
+
+def is_complete_run(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a finished run (its run.json and metrics.json were written)."""
+    return (output_dir / "run.json").is_file() and (output_dir / "metrics.json").is_file()
+
+
+def _checkpoint_step(path: Path) -> int:
+    suffix = path.name.rsplit("-", 1)[-1]
+    return int(suffix) if suffix.isdigit() else -1
+
+
+def _is_complete_checkpoint(path: Path) -> bool:
+    """The Trainer writes trainer_state.json last: a checkpoint is complete once it parses."""
+    try:
+        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return all((path / name).is_file() for name in ("optimizer.pt", "scheduler.pt")) and any(
+        path.glob("*.safetensors")
+    )
+
+
+def newest_complete_checkpoint(partial: Path) -> Path | None:
+    """The complete ``checkpoint-N`` with the largest N, if any."""
+    checkpoints = sorted(partial.glob("checkpoint-*"), key=_checkpoint_step)
+    complete = [c for c in checkpoints if _is_complete_checkpoint(c)]
+    return complete[-1] if complete else None
+
+
+def drop_incomplete_checkpoints(partial: Path) -> None:
+    """Remove checkpoints that a kill interrupted while they were being written."""
+    for checkpoint in partial.glob("checkpoint-*"):
+        if not _is_complete_checkpoint(checkpoint):
+            shutil.rmtree(checkpoint)
