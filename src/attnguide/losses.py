@@ -63,3 +63,44 @@ def pattern_decorrelation_loss(profiles: torch.Tensor, mask: torch.Tensor | None
     trace = torch.diagonal(gram, dim1=1, dim2=2).sum(-1)
     per_sequence = (gram.pow(2).sum((1, 2)) - 2 * trace + valid) / valid
     return per_sequence.mean()
+
+
+def disagreement_loss(attention: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Disagreement on attended positions (Li et al., EMNLP 2018), as a loss to minimise.
+
+    ``attention`` is one layer's maps [batch, heads, query, key]. Each head's map over the valid
+    (query, key) pairs is one vector; the loss is the mean cosine similarity over all pairs of
+    distinct heads, averaged over sequences: 1 when every head attends alike, 0 when no two heads
+    attend to the same positions.
+    """
+    if attention.dim() != 4:
+        raise ValueError(f"attention must be [batch, heads, query, key], got shape {tuple(attention.shape)}")
+    maps = attention.float()
+    if mask is not None:
+        m = mask.to(device=maps.device, dtype=torch.float32)
+        maps = maps * (m[:, None, :, None] * m[:, None, None, :])
+    unit = normalize_rows(maps.flatten(2))
+    heads = unit.shape[1]
+    if heads < 2:
+        raise ValueError("disagreement needs at least two heads")
+    gram = unit @ unit.transpose(1, 2)
+    off_diagonal = gram.sum((1, 2)) - torch.diagonal(gram, dim1=1, dim2=2).sum(-1)
+    return (off_diagonal / (heads * (heads - 1))).mean()
+
+
+def pattern_loss(attention: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Pattern guidance (Deshpande and Narasimhan, Findings of EMNLP 2020): mean squared error.
+
+    ``attention`` holds the guided heads' maps [batch, heads, query, key], ``targets`` the pattern
+    each head should follow [batch, heads, query, key] (rows sum to 1), and ``rows`` [batch, heads,
+    query] marks the query rows that count (valid queries that have the pattern). The loss is the
+    mean of the squared differences over the counted rows and every key.
+    """
+    if attention.shape != targets.shape or rows.shape != attention.shape[:3]:
+        raise ValueError(
+            f"attention {tuple(attention.shape)}, targets {tuple(targets.shape)} and rows "
+            f"{tuple(rows.shape)} do not match"
+        )
+    counted = rows.float()
+    squared = (attention.float() - targets.float()).pow(2).sum(-1) * counted
+    return squared.sum() / (counted.sum() * attention.shape[-1]).clamp(min=1)
