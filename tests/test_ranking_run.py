@@ -7,7 +7,9 @@ from pathlib import Path
 
 import ir_measures
 import pytest
+from transformers import TrainerCallback
 
+import attnguide.training as training
 from attnguide.cli import main
 from attnguide.ranking.data import read_ranking
 from attnguide.ranking.metrics import MEASURES, ranking_metrics
@@ -88,3 +90,66 @@ def test_ranking_flags_are_checked_before_any_work(tmp_path, capsys) -> None:
     assert "--negatives must be at least 1" in capsys.readouterr().err
     assert main([*argv, "--format", "sick", "--output-dir", str(tmp_path / "r")]) == 2
     assert "with --task ranking use --ranking-format" in capsys.readouterr().err
+
+
+class InterruptAtStep(TrainerCallback):
+    """Ctrl-C after optimiser step ``step``."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise KeyboardInterrupt
+
+
+def interrupt_at(monkeypatch, step: int) -> None:
+    route = training.route_logs_to_stderr
+    monkeypatch.setattr(
+        training,
+        "route_logs_to_stderr",
+        lambda trainer: (route(trainer), trainer.add_callback(InterruptAtStep(step))),
+    )
+
+
+def pointwise_argv(model: str, data: tuple[Path, Path], out: Path, *extra: str) -> list[str]:
+    argv = ["-q", "train", "--task", "ranking", "--model", model, "--train", str(data[0])]
+    argv += ["--dev", str(data[1]), "--guide", "mdg", "--mdg-weight", "0.5", "--epochs", "1"]
+    argv += ["--batch-size", "8", "--max-length", "32", "--seed", "3", "--output-dir", str(out)]
+    return [*argv, *extra]
+
+
+def test_interrupted_ranking_run_resumes_to_the_same_metrics(
+    tiny_model_dir, trecqa_slices, tmp_path, monkeypatch, capsys
+) -> None:
+    whole = tmp_path / "whole"
+    assert main(pointwise_argv(tiny_model_dir, trecqa_slices, whole)) == 0
+    out, partial = tmp_path / "run", tmp_path / ".run.partial"
+    argv = pointwise_argv(tiny_model_dir, trecqa_slices, out, "--save-steps", "4")
+    with monkeypatch.context() as patch:  # 15 steps: interrupted at step 6, the newest checkpoint is 4
+        interrupt_at(patch, 6)
+        assert main(argv) == 130
+    assert [p.name for p in partial.glob("checkpoint-*")] == ["checkpoint-4"] and not out.exists()
+    other = [*argv, "--resume"]
+    other[other.index("--seed") + 1] = "4"
+    assert main(other) == 2  # other settings: refused, the partial run kept
+    assert "seed=3" in capsys.readouterr().err and (partial / "checkpoint-4").is_dir()
+    assert main([*argv, "--resume"]) == 0
+    assert not partial.exists() and not (out / "settings.json").exists()
+    assert not list(out.glob("checkpoint-*")) and (out / "dev.run").is_file()
+    assert json.loads((out / "run.json").read_text())["resumed_from"].endswith("checkpoint-4")
+    resumed = json.loads((out / "metrics.json").read_text())
+    expected = json.loads((whole / "metrics.json").read_text())
+    assert resumed.keys() == expected.keys()
+    for key, value in expected.items():
+        assert f"{resumed[key]:.6g}" == f"{value:.6g}", key
+    assert main([*argv, "--resume"]) == 0  # a finished run resumes to itself
+
+
+def test_ranking_run_interrupted_before_any_checkpoint_leaves_nothing(
+    tiny_model_dir, trecqa_slices, tmp_path, monkeypatch
+) -> None:
+    interrupt_at(monkeypatch, 2)
+    out = tmp_path / "run"
+    assert main(pointwise_argv(tiny_model_dir, trecqa_slices, out, "--save-steps", "4")) == 130
+    assert not out.exists() and not (tmp_path / ".run.partial").exists()

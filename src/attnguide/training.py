@@ -1,17 +1,32 @@
-"""``attnguide train`` as a function: read data, fine-tune with guiding, write a complete run directory."""
+"""``attnguide train`` as a function: read data, fine-tune with guiding, write a complete run directory.
+
+``run_training`` is the one pipeline of every task: it checks the output directory, loads the model,
+resumes or starts the run, trains, and writes and publishes the run directory. What depends on the
+task (reading, encoding, losses, evaluation, the data in run.json) comes from a ``Task``;
+``ClassificationTask`` is the default and ``attnguide.ranking.training.RankingTask`` the other.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
-from transformers import DataCollatorWithPadding, TrainingArguments, set_seed
+from transformers import (
+    DataCollatorWithPadding,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    TrainingArguments,
+    set_seed,
+)
 
 from .callbacks import route_logs_to_stderr
 from .capture import model_shape
@@ -22,7 +37,17 @@ from .errors import AttnguideError
 from .evaluation import Evaluation, evaluate
 from .io import write_json, write_jsonl
 from .models import default_model_path, load_classifier, load_tokenizer
-from .rundir import check_output_dir, file_sha256, fresh_partial, library_versions, publish
+from .rundir import (
+    check_output_dir,
+    drop_incomplete_checkpoints,
+    file_sha256,
+    fresh_partial,
+    is_complete_run,
+    library_versions,
+    newest_complete_checkpoint,
+    partial_path,
+    publish,
+)
 from .trainer import GuidedTrainer
 
 logger = logging.getLogger("attnguide")
@@ -54,7 +79,11 @@ class TrainOptions:
     seed: int = 42
     logging_steps: int = 20
     report_to: str = "none"
+    save_steps: int | None = None
+    sampling: str = "random"
+    nonfinite: str = "stop"
     overwrite: bool = False
+    resume: bool = False
     keep_checkpoints: bool = False
 
     def __post_init__(self) -> None:
@@ -67,6 +96,8 @@ class TrainOptions:
             raise AttnguideError(f"--epochs must be positive, got {self.epochs}")
         if not self.lr > 0:
             raise AttnguideError(f"--lr must be positive, got {self.lr}")
+        if self.save_steps is not None and self.save_steps < 1:
+            raise AttnguideError(f"--save-steps must be at least 1, got {self.save_steps}")
         if (self.train is None) == (self.dataset is None):
             raise AttnguideError("give the training data with exactly one of --train FILE or --dataset NAME")
 
@@ -78,14 +109,12 @@ def _read(options: TrainOptions, path: str | None, split: str | None) -> PairDat
     return None if path is None else read_pairs(path, options.format, **columns)
 
 
-def _final_train_losses(log_history: list[dict]) -> dict[str, float]:
-    """``train_loss`` over the whole run and the last logged value of each loss part (task, mdg, ...)."""
+def final_train_losses(log_history: list[dict]) -> dict[str, float]:
+    """The last logged value of each training loss part (``train_loss``, ``train_task_loss``, ...)."""
     final: dict[str, float] = {}
     for entry in log_history:
         if "loss" in entry:
-            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("_loss")})
-        if "train_loss" in entry:
-            final["train_loss"] = entry["train_loss"]
+            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("loss")})
     return final
 
 
@@ -115,80 +144,132 @@ def saved_guide_config(run_dir: str | Path) -> GuideConfig:
     return GuideConfig(**settings)
 
 
-def run_training(options: TrainOptions) -> dict[str, float]:
-    """Fine-tune, evaluate on the dev data, and write the run directory; returns the dev metrics."""
-    started = time.time()
-    output_dir = Path(options.output_dir)
-    check_output_dir(output_dir, options.overwrite)
-    train_data = _read(options, options.train, options.train_split)
-    dev_data = _read(options, options.dev, options.dev_split)
-    labels = label_list(train_data, dev_data)
-    logger.info(
-        "training data: %s, %d examples, layout %s, labels %s",
-        train_data.source,
-        len(train_data),
-        train_data.layout,
-        ", ".join(labels),
-    )
-    model_name = options.model or default_model_path()
-    tokenizer = load_tokenizer(model_name)
-    set_seed(options.seed)  # the new classification head is initialised here, before the Trainer seeds
-    model = load_classifier(model_name, labels)
-    options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
-    label2id = model.config.label2id
-    train_set = encode_pairs(train_data, tokenizer, options.max_length, label2id)
-    dev_set = (
-        encode_pairs(dev_data, tokenizer, options.max_length, label2id) if dev_data is not None else None
-    )
+_NOT_SETTINGS = ("output_dir", "overwrite", "resume", "keep_checkpoints")
 
-    partial = fresh_partial(output_dir)
-    args = TrainingArguments(
-        output_dir=str(partial),
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=options.batch_size,
-        per_device_eval_batch_size=options.eval_batch_size,
-        learning_rate=options.lr,
-        weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_ratio,
-        seed=options.seed,
-        logging_steps=options.logging_steps,
-        eval_strategy="epoch" if dev_set is not None else "no",
-        save_strategy="epoch",
-        save_total_limit=1,
-        report_to=options.report_to,
-        dataloader_pin_memory=torch.cuda.is_available(),
-        disable_tqdm=not logger.isEnabledFor(logging.INFO),
-    )
-    trainer = GuidedTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_set,
-        eval_dataset=dev_set,
-        data_collator=DataCollatorWithPadding(tokenizer),
-        processing_class=tokenizer,
-        guide_config=options.guide,
-    )
-    route_logs_to_stderr(trainer)
-    trainer.train()
-    trainer.save_model(str(partial))
 
-    metrics: dict[str, float] = {}
-    if dev_set is not None:
-        evaluation = evaluate(model, tokenizer, dev_set, options.guide, options.eval_batch_size)
-        metrics.update(evaluation.metrics)
-        write_jsonl(
-            partial / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation, model.config.id2label)
+def _settings(options: TrainOptions) -> dict:
+    """The options that decide what a run computes: a resumed run must match them."""
+    data = {**asdict(options), "guide": options.guide.to_dict()}
+    return json.loads(json.dumps({k: v for k, v in data.items() if k not in _NOT_SETTINGS}))
+
+
+def _resume_point(partial: Path, settings: dict) -> Path | None:
+    """The checkpoint to resume from, after checking the interrupted run had the same settings."""
+    if not partial.is_dir():
+        logger.info("nothing to resume: starting a new run")
+        return None
+    saved_file = partial / "settings.json"
+    saved = json.loads(saved_file.read_text(encoding="utf-8")) if saved_file.is_file() else None
+    if saved is not None and saved != settings:
+        key = next(k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k))
+        raise AttnguideError(
+            f"{partial}: the interrupted run has {key}={saved.get(key)!r}, this command "
+            f"{settings.get(key)!r}; resume with the same settings or start again with --overwrite"
         )
-    metrics.update(_final_train_losses(trainer.state.log_history))
-    write_json(partial / "metrics.json", metrics)
-    write_json(partial / "log_history.json", trainer.state.log_history)
-    write_json(
-        partial / "run.json",
-        {
-            "command": sys.argv,
-            "options": {**asdict(options), "guide": options.guide.to_dict(), "model": model_name},
-            "capture": trainer.capture.route if trainer.capture is not None else None,
-            "labels": labels,
+    drop_incomplete_checkpoints(partial)
+    checkpoint = newest_complete_checkpoint(partial)
+    logger.info("resuming from %s", checkpoint) if checkpoint else logger.info(
+        "no checkpoint yet: starting over"
+    )
+    return checkpoint
+
+
+def _several_cpu_processes() -> bool:
+    """Launched as several processes with no GPU: the Trainer only sets up DDP over CPUs when told."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+@dataclass
+class TrainSetup:
+    """What a task gives the Trainer: the training data and how to batch it, and how to train on it."""
+
+    dataset: Any
+    collator: Callable
+    batch_size: int  # per device
+    eval_dataset: Any = None  # evaluated by the Trainer after every epoch
+    compute_loss: Callable | None = None  # the Trainer's compute_loss_func (None: the model's own loss)
+    arguments: dict[str, Any] = field(default_factory=dict)  # TrainingArguments overrides
+
+
+class Task(Protocol):
+    """The steps of a run that depend on the task, called in this order by ``run_training``."""
+
+    def read(self) -> list[str]:
+        """Read the training and dev data; returns the model's output labels."""
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        """Tokenise the data and say how to train on it."""
+
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        log_history: list[dict],
+        run_dir: Path,
+    ) -> dict[str, float]:
+        """The run's metrics; writes the dev predictions into ``run_dir``."""
+
+    def record(self) -> dict:
+        """The run.json fields that describe the task and its data (``labels``, ``data``, ...)."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries the task adds, for run.json."""
+
+
+class ClassificationTask:
+    """Pair classification: labelled pairs in, accuracy and the attention diagnostics out."""
+
+    def __init__(self, options: TrainOptions) -> None:
+        self.options = options
+
+    def read(self) -> list[str]:
+        options = self.options
+        self.train_data = _read(options, options.train, options.train_split)
+        self.dev_data = _read(options, options.dev, options.dev_split)
+        self.labels = label_list(self.train_data, self.dev_data)
+        logger.info(
+            "training data: %s, %d examples, layout %s, labels %s",
+            self.train_data.source,
+            len(self.train_data),
+            self.train_data.layout,
+            ", ".join(self.labels),
+        )
+        return self.labels
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        max_length = self.options.max_length
+        train_set = encode_pairs(self.train_data, tokenizer, max_length, label2id)
+        dev_data = self.dev_data
+        self.dev_set = (
+            encode_pairs(dev_data, tokenizer, max_length, label2id) if dev_data is not None else None
+        )
+        return TrainSetup(
+            dataset=train_set,
+            collator=DataCollatorWithPadding(tokenizer),
+            batch_size=self.options.batch_size,
+            eval_dataset=self.dev_set,
+        )
+
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        log_history: list[dict],
+        run_dir: Path,
+    ) -> dict[str, float]:
+        if self.dev_set is None:  # no dev data: the last logged training losses are all there is to report
+            return final_train_losses(log_history)
+        options = self.options
+        evaluation = evaluate(model, tokenizer, self.dev_set, options.guide, options.eval_batch_size)
+        write_jsonl(
+            run_dir / "dev_predictions.jsonl",
+            prediction_rows(self.dev_data, evaluation, model.config.id2label),
+        )
+        return evaluation.metrics
+
+    def record(self) -> dict:
+        return {
+            "labels": self.labels,
             "data": {
                 name: {
                     "source": data.source,
@@ -197,17 +278,124 @@ def run_training(options: TrainOptions) -> dict[str, float]:
                     "dropped": data.dropped,
                     "sha256": file_sha256(data.source) if Path(data.source).is_file() else None,
                 }
-                for name, data in (("train", train_data), ("dev", dev_data))
+                for name, data in (("train", self.train_data), ("dev", self.dev_data))
                 if data is not None
             },
-            "versions": library_versions(),
-            "device": str(args.device),
-            "seconds": round(time.time() - started, 1),
-        },
+        }
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+
+def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetup) -> TrainingArguments:
+    """The Trainer's arguments for a run written to ``output_dir``, with the task's overrides."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=options.epochs,
+        per_device_train_batch_size=setup.batch_size,
+        per_device_eval_batch_size=options.eval_batch_size,
+        learning_rate=options.lr,
+        weight_decay=options.weight_decay,
+        warmup_steps=options.warmup_ratio,
+        seed=options.seed,
+        logging_steps=options.logging_steps,
+        eval_strategy="epoch" if setup.eval_dataset is not None else "no",
+        save_strategy="steps" if options.save_steps else "epoch",
+        save_steps=options.save_steps or 500,
+        save_total_limit=1,
+        train_sampling_strategy=options.sampling,
+        report_to=options.report_to,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=_several_cpu_processes(),
+        disable_tqdm=not logger.isEnabledFor(logging.INFO),
+        **setup.arguments,
     )
-    if not options.keep_checkpoints:
-        for checkpoint in partial.glob("checkpoint-*"):
-            shutil.rmtree(checkpoint)
-    publish(partial, output_dir)
+
+
+def run_training(options: TrainOptions, task: Task | None = None) -> dict[str, float]:
+    """Fine-tune, evaluate on the dev data, and write the run directory; returns the metrics.
+
+    ``task`` defaults to ``ClassificationTask(options)``. Under torchrun/accelerate launch, the
+    non-main processes return no metrics.
+    """
+    started = time.time()
+    task = task if task is not None else ClassificationTask(options)
+    output_dir = Path(options.output_dir)
+    if options.resume and is_complete_run(output_dir):
+        logger.info("%s: the run is already complete", output_dir)
+        return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    check_output_dir(output_dir, options.overwrite)
+    labels = task.read()
+    model_name = options.model or default_model_path()
+    tokenizer = load_tokenizer(model_name)
+    set_seed(options.seed)  # the new head is initialised here, before the Trainer seeds
+    model = load_classifier(model_name, labels)
+    options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
+    setup = task.encode(tokenizer, model.config.label2id)
+
+    partial = partial_path(output_dir)
+    settings = _settings(options)
+    args = training_arguments(options, partial, setup)
+    processes = args.distributed_state  # under torchrun/accelerate launch, only the main process writes files
+    resume_from = None
+    if processes.is_main_process and options.resume:
+        resume_from = _resume_point(partial, settings)
+    processes.wait_for_everyone()
+    if not processes.is_main_process and options.resume:
+        resume_from = newest_complete_checkpoint(partial)
+    trainer = GuidedTrainer(
+        model=model,
+        args=args,
+        train_dataset=setup.dataset,
+        eval_dataset=setup.eval_dataset,
+        data_collator=setup.collator,
+        processing_class=tokenizer,
+        compute_loss_func=setup.compute_loss,
+        guide_config=options.guide,
+        nonfinite=options.nonfinite,
+    )
+    route_logs_to_stderr(trainer)
+    if processes.is_main_process and resume_from is None:  # written only once every check has passed
+        fresh_partial(output_dir)
+        write_json(partial / "settings.json", settings)
+    processes.wait_for_everyone()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except BaseException as error:
+        kept = newest_complete_checkpoint(partial)
+        if kept is None:
+            if processes.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if isinstance(error, AttnguideError):
+            raise type(error)(
+                f"{error}; the last complete checkpoint is {kept} (continue with --resume)"
+            ) from None
+        raise
+    trainer.save_model(str(partial))
+    metrics: dict[str, float] = {}
+    if processes.is_main_process:
+        metrics.update(task.evaluate(model, tokenizer, trainer.state.log_history, partial))
+        write_json(partial / "metrics.json", metrics)
+        write_json(partial / "log_history.json", trainer.state.log_history)
+        write_json(
+            partial / "run.json",
+            {
+                "command": sys.argv,
+                "options": {**asdict(options), "guide": options.guide.to_dict(), "model": model_name},
+                "resumed_from": str(resume_from) if resume_from else None,
+                "capture": trainer.capture.route if trainer.capture is not None else None,
+                **task.record(),
+                "versions": {**library_versions(), **task.versions()},
+                "device": str(args.device),
+                "seconds": round(time.time() - started, 1),
+            },
+        )
+        (partial / "settings.json").unlink()  # only needed to resume; run.json records every setting
+        if not options.keep_checkpoints:
+            for checkpoint in partial.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
+        publish(partial, output_dir)
+    processes.wait_for_everyone()
     logger.info("run written to %s", output_dir)
     return metrics

@@ -10,8 +10,8 @@ import argparse
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
-from ..config import GuideConfig
 from ..errors import AttnguideError
 from .data import RANKING_FORMATS
 from .losses import RANKING_LOSSES
@@ -105,34 +105,14 @@ def _refuse_classification_columns(args: argparse.Namespace) -> None:
         )
 
 
-def train_ranking(args: argparse.Namespace, guide: GuideConfig) -> int:
-    """``attnguide train --task ranking``: prints the dev metrics as JSON."""
-    from .training import RankingOptions, run_ranking_training
+def train_ranking(args: argparse.Namespace, shared: dict[str, Any]) -> dict[str, float]:
+    """``attnguide train --task ranking``: ``shared`` holds the options of every task; returns the metrics."""
+    from ..training import run_training
+    from .training import RankingOptions, RankingTask
 
     _refuse_classification_columns(args)
     options = RankingOptions(
-        output_dir=args.output_dir,
-        train=args.train,
-        dev=args.dev,
-        model=args.model,
-        dataset=args.dataset,
-        guide=guide,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
-        max_length=args.max_length,
-        seed=args.seed,
-        logging_steps=args.logging_steps,
-        report_to=args.report_to,
-        save_steps=args.save_steps,
-        sampling=args.sampling,
-        nonfinite="skip" if args.skip_nonfinite else "stop",
-        overwrite=args.overwrite,
-        resume=args.resume,
-        keep_checkpoints=args.keep_checkpoints,
+        **shared,
         ranking_format=args.ranking_format,
         queries=args.queries,
         docs=args.docs,
@@ -144,8 +124,7 @@ def train_ranking(args: argparse.Namespace, guide: GuideConfig) -> int:
         run_tag=args.run_tag,
     )
     logger.info("task: ranking (%s loss)", options.ranking_loss)
-    print(json.dumps(run_ranking_training(options), indent=2))
-    return 0
+    return run_training(options, RankingTask(options))
 
 
 def eval_ranking(args: argparse.Namespace) -> int:
