@@ -56,27 +56,34 @@ def test_train_then_eval(tiny_model_dir, nli_files, tmp_path, capsys) -> None:
     metrics = train(
         tiny_model_dir, nli_files, out, "--guide", "mdg+pdg", "--mdg-weight", "0.5", "--layers", "last:1"
     )
-    assert {
+    assert set(metrics) == {
         "accuracy",
         "macro_f1",
         "mdg_loss",
         "pdg_loss",
-        "train_task_loss",
-        "train_mdg_loss",
-        "train_pdg_loss",
-    } <= set(metrics)
+        "pattern_loss",
+        "disagreement_loss",
+        "head_similarity",
+        "special_token_share",
+    }
+    logged = [entry for entry in json.loads((out / "log_history.json").read_text()) if "loss" in entry]
+    assert {"task_loss", "mdg_loss", "pdg_loss"} <= set(logged[-1])
     run = json.loads((out / "run.json").read_text())
     assert run["options"]["guide"] == {
         "guides": "mdg+pdg",
         "mdg_weight": 0.5,
         "pdg_weight": 0.001,
+        "pattern_weight": 1.0,
+        "disagreement_weight": 1.0,
+        "pattern_spread": "first:2,previous:2,next:2,delimiter:2,period:2",
         "temperature": 2.0,
         "layers": "last:1",
         "scope": "joint",
         "profile": "received",
         "warmup_steps": 0,
+        "capture": "auto",
     }
-    assert run["capture"] == "output-attentions" and run["data"]["train"]["examples"] == 48
+    assert run["capture"] == "efficient" and run["data"]["train"]["examples"] == 48
     assert len(run["data"]["dev"]["sha256"]) == 64 and run["versions"]["transformers"].startswith("5.")
     assert not list(out.glob("checkpoint-*")) and not list(tmp_path.glob(".*partial"))
     model = AutoModelForSequenceClassification.from_pretrained(out)
@@ -107,7 +114,7 @@ def test_zero_weights_reproduce_unguided_run(tiny_model_dir, nli_files, tmp_path
         "--pdg-weight",
         "0",
     )
-    guided = train(tiny_model_dir, nli_files, tmp_path / "guided", "--guide", "mdg+pdg", "--mdg-weight", "1")
+    train(tiny_model_dir, nli_files, tmp_path / "guided", "--guide", "mdg+pdg", "--mdg-weight", "1")
     for key in ("accuracy", "macro_f1", "mdg_loss", "pdg_loss", "head_similarity", "special_token_share"):
         assert zero[key] == plain[key], key
     assert (tmp_path / "zero" / "model.safetensors").read_bytes() == (
@@ -116,7 +123,7 @@ def test_zero_weights_reproduce_unguided_run(tiny_model_dir, nli_files, tmp_path
     assert (tmp_path / "guided" / "model.safetensors").read_bytes() != (
         tmp_path / "none" / "model.safetensors"
     ).read_bytes()
-    assert "train_mdg_loss" in guided and "train_mdg_loss" not in plain
+    assert "mdg_loss" in json.loads((tmp_path / "guided" / "log_history.json").read_text())[0]
 
 
 def test_demo_on_a_tiny_model(tiny_model_dir, tmp_path, capsys) -> None:

@@ -71,3 +71,41 @@ def test_spread_parsing() -> None:
     ]
     with pytest.raises(ConfigError, match="pattern spread"):
         parse_spread("diagonal:2", 12)
+
+
+def test_peer_guides_train_a_tiny_model_through_the_trainer(tmp_path, tiny_model_dir) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
+
+    from attnguide import GuideConfig, GuidedTrainer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    enc = tokenizer(
+        ["A man plays. He sings", "a dog", "Rain. Wind. Sun", "c"], ["b a", "a. c", "d", "the end."]
+    )
+    data = Dataset.from_dict({**enc, "labels": [0, 1, 0, 1]})
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=2)
+    before = [p.detach().clone() for p in model.parameters()]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "out"),
+        max_steps=2,
+        per_device_train_batch_size=4,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+    )
+    guide = GuideConfig(
+        guides="pattern+disagreement", pattern_spread="first:1,previous:1,delimiter:1,period:1"
+    )
+    trainer = GuidedTrainer(
+        model=model, args=args, train_dataset=data, processing_class=tokenizer, guide_config=guide
+    )
+    assert trainer.capture.route == "output-attentions"
+    assert trainer.pattern_tokens.delimiters == [tokenizer.sep_token_id]
+    assert trainer.pattern_tokens.periods == [tokenizer.convert_tokens_to_ids(".")]
+    trainer.train()
+    logged = [e for e in trainer.state.log_history if "loss" in e]
+    assert all(0 < e["pattern_loss"] < 1 and 0 < e["disagreement_loss"] <= 1 for e in logged)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))

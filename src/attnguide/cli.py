@@ -8,11 +8,16 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 
-from .config import GUIDES, SCOPES, GuideConfig
+from .analyze import add_parser as _add_analyze
+from .compare import add_parser as _add_compare
+from .config import CAPTURES, GUIDES, SCOPES, GuideConfig
 from .data import FORMATS
 from .errors import AttnguideError
+from .patterns import DEFAULT_SPREAD
 from .profiles import PROFILE_KINDS
+from .ranking import cli as ranking_cli
 
 logger = logging.getLogger("attnguide")
 
@@ -45,6 +50,20 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     )
     g.add_argument("--mdg-weight", type=float, default=1e-3, help="weight α of the MDG loss (default: 0.001)")
     g.add_argument("--pdg-weight", type=float, default=1e-3, help="weight β of the PDG loss (default: 0.001)")
+    g.add_argument(
+        "--pattern-weight", type=float, default=1.0, help="weight of pattern guidance (default: 1)"
+    )
+    g.add_argument(
+        "--pattern-spread",
+        default=DEFAULT_SPREAD,
+        help=f"heads per pattern in each layer, in order (default: {DEFAULT_SPREAD})",
+    )
+    g.add_argument(
+        "--disagreement-weight",
+        type=float,
+        default=1.0,
+        help="weight of disagreement regularisation (default: 1)",
+    )
     g.add_argument("--temperature", type=float, default=2.0, help="MDG temperature τ (default: 2.0)")
     g.add_argument(
         "--layers", default="all", help="guided layers: all, last:K, or indices like 0,3,5 (default: all)"
@@ -61,6 +80,13 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "--guide-warmup-steps", type=int, default=0, help="ramp the guiding weights up over N steps"
     )
+    g.add_argument(
+        "--capture",
+        default="auto",
+        choices=CAPTURES,
+        help="how attention profiles are taken: efficient (beside the fast kernel, no n×n maps kept), "
+        "output-attentions (eager maps), or auto (efficient where the model allows it; default)",
+    )
     t = p.add_argument_group("training")
     t.add_argument("--epochs", type=float, default=3.0)
     t.add_argument("--batch-size", type=int, default=32)
@@ -75,8 +101,25 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", required=True, help="run directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument(
-        "--keep-checkpoints", action="store_true", help="keep the last epoch checkpoint in the run"
+        "--keep-checkpoints", action="store_true", help="keep the last checkpoint in the finished run"
     )
+    r = p.add_argument_group("robustness")
+    r.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its newest checkpoint"
+    )
+    r.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
+    r.add_argument(
+        "--sampling",
+        default="random",
+        choices=("random", "sequential", "group_by_length"),
+        help="order of training examples (default: random, seeded)",
+    )
+    r.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip a batch whose loss is NaN or infinite instead of stopping (one process only)",
+    )
+    ranking_cli.add_train_arguments(p)
     p.set_defaults(func=_train)
 
 
@@ -87,41 +130,61 @@ def _train(args: argparse.Namespace) -> int:
         guides=args.guide,
         mdg_weight=args.mdg_weight,
         pdg_weight=args.pdg_weight,
+        pattern_weight=args.pattern_weight,
+        pattern_spread=args.pattern_spread,
+        disagreement_weight=args.disagreement_weight,
         temperature=args.temperature,
         layers=args.layers,
         scope=args.scope,
         profile=args.profile,
         warmup_steps=args.guide_warmup_steps,
+        capture=args.capture,
     )
-    options = TrainOptions(
-        output_dir=args.output_dir,
-        train=args.train,
-        dev=args.dev,
-        model=args.model,
-        format=args.format,
-        text_a=args.text_a,
-        text_b=args.text_b,
-        label=args.label,
-        dataset=args.dataset,
-        train_split=args.train_split,
-        dev_split=args.dev_split,
-        guide=guide,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_ratio=args.warmup_ratio,
-        max_length=args.max_length,
-        seed=args.seed,
-        logging_steps=args.logging_steps,
-        report_to=args.report_to,
-        overwrite=args.overwrite,
-        keep_checkpoints=args.keep_checkpoints,
-    )
-    metrics = run_training(options)
-    print(json.dumps(metrics, indent=2))
+    shared = _shared_train_options(args, guide)
+    if ranking_cli.task_of(args) == "ranking":
+        metrics = ranking_cli.train_ranking(args, shared)
+    else:
+        options = TrainOptions(
+            **shared,
+            format=args.format,
+            text_a=args.text_a,
+            text_b=args.text_b,
+            label=args.label,
+            train_split=args.train_split,
+            dev_split=args.dev_split,
+        )
+        metrics = run_training(options)
+    if metrics:  # empty on the non-main processes of a distributed run
+        print(json.dumps(metrics, indent=2))
     return 0
+
+
+def _shared_train_options(args: argparse.Namespace, guide: GuideConfig) -> dict[str, Any]:
+    """The ``TrainOptions`` keyword arguments that every ``--task`` takes from the command line."""
+    return {
+        "output_dir": args.output_dir,
+        "train": args.train,
+        "dev": args.dev,
+        "model": args.model,
+        "dataset": args.dataset,
+        "guide": guide,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup_ratio": args.warmup_ratio,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "logging_steps": args.logging_steps,
+        "report_to": args.report_to,
+        "save_steps": args.save_steps,
+        "sampling": args.sampling,
+        "nonfinite": "skip" if args.skip_nonfinite else "stop",
+        "overwrite": args.overwrite,
+        "resume": args.resume,
+        "keep_checkpoints": args.keep_checkpoints,
+    }
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -134,10 +197,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--max-length", type=int, default=128)
+    ranking_cli.add_eval_arguments(p)
     p.set_defaults(func=_eval)
 
 
 def _eval(args: argparse.Namespace) -> int:
+    if ranking_cli.task_of(args) == "ranking":
+        return ranking_cli.eval_ranking(args)
     from .data import read_pairs
     from .encoding import encode_pairs
     from .evaluation import evaluate
@@ -190,17 +256,24 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr with exit code 2, like every other attnguide error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"attnguide: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="attnguide", description="Fine-tune encoders with attention guiding."
-    )
+    parser = _OneLineParser(prog="attnguide", description="Fine-tune encoders with attention guiding.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
     _add_demo(sub)
+    _add_analyze(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -215,7 +288,10 @@ def _configure_logging(quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``attnguide`` console script; returns the exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already reported in one line
+        return int(stop.code or 0)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(args.quiet)
     try:
@@ -228,6 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("attnguide: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

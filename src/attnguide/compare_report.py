@@ -184,7 +184,8 @@ def markdown(grid: Grid, dev: Sequence[SettingResult], test: Sequence[SettingRes
 
 
 _CSV_FIELDS = [
-    "split", "data", "setting", "model", "guides", "mdg_weight", "pdg_weight", "temperature", "layers",
+    "split", "data", "setting", "model", "guides", "mdg_weight", "pdg_weight", "pattern_weight",
+    "disagreement_weight", "temperature", "layers",
     "scope", "epochs", "batch_size", "max_length", "lr", "metric", "n", "failed", "mean", "std", "ci_low",
     "ci_high", "diff", "diff_ci_low", "diff_ci_high", "t_test_p", "wilcoxon_p", "verdict", "seeds", "values",
 ]  # fmt: skip

@@ -6,15 +6,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
-from .errors import AttnguideError
+from .errors import ConfigError
+from .patterns import DEFAULT_SPREAD, parse_spread
 from .profiles import PROFILE_KINDS
 
-GUIDES = ("mdg", "pdg")
+PROFILE_GUIDES = ("mdg", "pdg")  # computed from attention profiles
+MAP_GUIDES = ("pattern", "disagreement")  # computed from full attention maps
+GUIDES = PROFILE_GUIDES + MAP_GUIDES
 SCOPES = ("joint", "per-layer")
-
-
-class ConfigError(AttnguideError, ValueError):
-    """An invalid guiding setting."""
+CAPTURES = ("auto", "efficient", "output-attentions")
 
 
 def parse_guides(spec: str | Sequence[str]) -> tuple[str, ...]:
@@ -59,24 +59,35 @@ class GuideConfig:
     ``guides`` names the losses to add (``"mdg+pdg"`` or a sequence); ``layers`` is ``"all"``,
     ``"last:K"`` or layer indices; ``scope`` is ``"joint"`` (one problem over every guided head) or
     ``"per-layer"`` (heads discriminated within each layer); ``profile`` is ``"received"`` or the
-    signal-free ``"released-code"``; ``warmup_steps`` ramps both weights linearly from 0.
+    signal-free ``"released-code"``; ``warmup_steps`` ramps every weight linearly from 0.
+    The peer guides ``pattern`` (pattern guidance, Deshpande and Narasimhan 2020: heads pulled
+    towards fixed patterns, assigned per layer by ``pattern_spread``) and ``disagreement``
+    (Li et al. 2018: mean pairwise cosine of a layer's head maps) need full attention maps, so they
+    take the output-attentions route; their weights (1.0) were not tuned.
+    ``capture`` is how profiles are taken: ``"efficient"`` (beside the fast attention kernel, no
+    n × n maps kept), ``"output-attentions"`` (eager maps), or ``"auto"`` (efficient where the
+    model allows it; ``released-code`` always takes the output-attentions route).
     """
 
     guides: str | Sequence[str] = ("mdg", "pdg")
     mdg_weight: float = 1e-3
     pdg_weight: float = 1e-3
+    pattern_weight: float = 1.0
+    disagreement_weight: float = 1.0
+    pattern_spread: str = DEFAULT_SPREAD
     temperature: float = 2.0
     layers: str | Sequence[int] = "all"
     scope: str = "joint"
     profile: str = "received"
     warmup_steps: int = 0
+    capture: str = "auto"
     _layer_spec: str | tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.guides = parse_guides(self.guides)
         self._layer_spec = parse_layers(self.layers)
         self.layers = self._layer_spec if isinstance(self._layer_spec, str) else list(self._layer_spec)
-        for name in ("mdg_weight", "pdg_weight"):
+        for name in (f"{guide}_weight" for guide in GUIDES):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ConfigError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -92,6 +103,19 @@ class GuideConfig:
             raise ConfigError(f"unknown profile {self.profile!r}; expected one of {', '.join(PROFILE_KINDS)}")
         if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
             raise ConfigError(f"warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
+        parse_spread(self.pattern_spread, heads_per_layer=0)  # syntax only: head counts come later
+        if self.capture not in CAPTURES:
+            raise ConfigError(f"unknown capture {self.capture!r}; expected one of {', '.join(CAPTURES)}")
+        if self.capture == "efficient" and self.profile != "received":
+            raise ConfigError(
+                f"capture 'efficient' computes the 'received' profile only; profile {self.profile!r} "
+                "needs capture 'output-attentions' or 'auto'"
+            )
+        if self.capture == "efficient" and self.needs_maps:
+            raise ConfigError(
+                "the pattern and disagreement guides need full attention maps: use capture "
+                "'output-attentions' or 'auto'"
+            )
 
     def weight(self, guide: str) -> float:
         """The configured weight of one guide, 0 where that guide is not enabled."""
@@ -101,6 +125,11 @@ class GuideConfig:
     def active(self) -> bool:
         """Whether any guide contributes to the loss (a positive weight on an enabled guide)."""
         return any(self.weight(g) > 0 for g in self.guides)
+
+    @property
+    def needs_maps(self) -> bool:
+        """Whether an active guide needs full attention maps, not only profiles."""
+        return any(self.weight(g) > 0 for g in MAP_GUIDES)
 
     def ramp(self, step: int) -> float:
         """Multiplier of the weights at an optimiser step: linear from 0 to 1 over ``warmup_steps``."""

@@ -7,6 +7,10 @@ class AttnguideError(Exception):
     """A problem with the user's input or settings, reported without a traceback."""
 
 
+class ConfigError(AttnguideError, ValueError):
+    """An invalid guiding setting."""
+
+
 class DataError(AttnguideError):
     """Malformed data: names the file, the line (where there is one) and what was expected."""
 

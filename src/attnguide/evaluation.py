@@ -13,8 +13,9 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 from .capture import model_shape, use_eager_attention
 from .config import GUIDES, GuideConfig
 from .diagnostics import attention_share, head_similarity
-from .guide import guide_losses
+from .guide import MapInputs, guide_losses
 from .metrics import classification_metrics
+from .patterns import PatternTokens
 from .profiles import attention_profiles
 
 
@@ -38,7 +39,8 @@ def evaluate(
     """Predict every example; with labels, ``accuracy`` and ``macro_f1``.
 
     Also measured, in eval mode over the whole data set: each guiding loss of ``GUIDES`` on the
-    config's guided layers and scope (``mdg_loss``, ``pdg_loss``), and over all heads of all layers
+    config's guided layers and scope (``mdg_loss``, ``pdg_loss``, ``pattern_loss``,
+    ``disagreement_loss``), and over all heads of all layers
     the mean pairwise cosine similarity of head profiles (``head_similarity``) and the share of
     attention received by special tokens such as [CLS] and [SEP] (``special_token_share``).
     """
@@ -49,6 +51,7 @@ def evaluate(
     num_layers, heads = model_shape(model)
     layers = config.layer_indices(num_layers)
     special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
+    pattern_tokens = PatternTokens.from_tokenizer(tokenizer)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
     predictions: list[int] = []
     probabilities: list[list[float]] = []
@@ -64,9 +67,9 @@ def evaluate(
         mask = batch["attention_mask"]
         all_heads = attention_profiles(outputs.attentions, mask)
         guided = attention_profiles(outputs.attentions, mask, layers, config.profile)
-        values = {
-            name: loss.item() for name, loss in guide_losses(guided, mask, config, heads, GUIDES).items()
-        }
+        maps = MapInputs([outputs.attentions[i] for i in layers], batch["input_ids"], pattern_tokens)
+        losses = guide_losses(guided, mask, config, heads, GUIDES, maps=maps)
+        values = {name: loss.item() for name, loss in losses.items()}
         values["head_similarity"] = head_similarity(all_heads, mask).mean().item()
         values["special_token_share"] = (
             attention_share(all_heads, torch.isin(batch["input_ids"], special_ids) & (mask > 0)).mean().item()

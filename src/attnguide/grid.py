@@ -30,16 +30,24 @@ DEFAULT_MODEL = "default"
 DEFAULT_METRICS = {"classification": "accuracy", "ranking": "map"}
 DEFAULT_SEEDS = (1, 2, 3, 4, 5)
 
-GUIDE_KEYS = ("guides", "mdg_weight", "pdg_weight", "temperature", "layers", "scope")
+GUIDE_KEYS = (
+    "guides", "mdg_weight", "pdg_weight", "pattern_weight", "disagreement_weight", "temperature", "layers",
+    "scope",
+)  # fmt: skip
 TRAINING_KEYS = ("epochs", "batch_size", "max_length", "lr")
 SWEEP_KEYS = ("models", *GUIDE_KEYS, *TRAINING_KEYS, "seeds")
 DATA_KEYS = ("name", "train", "dev", "test", "format", "task", "metric", "text_a", "text_b", "label")
 TOP_KEYS = (*SWEEP_KEYS, *DATA_KEYS, "datasets", "output_dir")
 
-# Guide settings used only by one guide; dropped when no guide of the setting uses them. Guides
-# outside this table (added later) keep every setting, which may run a duplicate but never merges two.
-_USED_BY = {"mdg_weight": "mdg", "pdg_weight": "pdg", "temperature": "mdg"}
-_SHORT = {"mdg_weight": "a", "pdg_weight": "b", "temperature": "t"}
+# Guide settings used only by one guide; dropped when no guide of the setting uses them.
+_USED_BY = {
+    "mdg_weight": "mdg", "pdg_weight": "pdg", "pattern_weight": "pattern",
+    "disagreement_weight": "disagreement", "temperature": "mdg",
+}  # fmt: skip
+_SHORT = {
+    "mdg_weight": "a", "pdg_weight": "b", "pattern_weight": "p", "disagreement_weight": "d",
+    "temperature": "t",
+}  # fmt: skip
 _SHORT_TRAINING = {"epochs": "e", "batch_size": "bs", "max_length": "len", "lr": "lr"}
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
@@ -247,8 +255,7 @@ def _guide_settings(source: _Source, sweeps: dict[str, list]) -> list[dict[str, 
         names = parse_guides(setting["guides"])
         if not names:
             continue
-        if set(names) <= {"mdg", "pdg"}:
-            setting = {k: v for k, v in setting.items() if k not in _USED_BY or _USED_BY[k] in names}
+        setting = {k: v for k, v in setting.items() if k not in _USED_BY or _USED_BY[k] in names}
         try:
             GuideConfig(**setting)
         except AttnguideError as error:
@@ -334,6 +341,8 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "guides": _guides,
     "mdg_weight": _numbers(False, lambda n: n >= 0, "expected numbers >= 0"),
     "pdg_weight": _numbers(False, lambda n: n >= 0, "expected numbers >= 0"),
+    "pattern_weight": _numbers(False, lambda n: n >= 0, "expected numbers >= 0"),
+    "disagreement_weight": _numbers(False, lambda n: n >= 0, "expected numbers >= 0"),
     "temperature": _numbers(False, lambda n: n > 0, "expected numbers > 0"),
     "layers": _layers,
     "scope": _scope,

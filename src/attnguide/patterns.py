@@ -10,9 +10,12 @@ and next in an 8-head model), with the paper's delimiter and period patterns add
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
 
-from .config import ConfigError
+import torch
+from transformers import PreTrainedTokenizerBase
+
+from .errors import ConfigError
 
 PATTERNS = ("first", "previous", "next", "delimiter", "period")
 DEFAULT_SPREAD = "first:2,previous:2,next:2,delimiter:2,period:2"
@@ -29,6 +32,26 @@ def parse_spread(spec: str, heads_per_layer: int) -> list[str | None]:
             )
         names += [name] * int(count)
     return (names + [None] * heads_per_layer)[:heads_per_layer]
+
+
+@dataclass(frozen=True)
+class PatternTokens:
+    """Token ids of a tokenizer's delimiters (``[SEP]``, ``</s>``) and periods."""
+
+    delimiters: list[int]
+    periods: list[int]
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer: PreTrainedTokenizerBase) -> PatternTokens:
+        """The separator and end-of-sequence tokens, and every token that is a period on its own."""
+        delimiters = {tokenizer.sep_token_id, tokenizer.eos_token_id} - {None}
+        periods = {
+            token
+            for text in (".", " .")
+            for token in tokenizer(text, add_special_tokens=False)["input_ids"]
+            if tokenizer.decode([token]).strip() == "."
+        }
+        return cls(sorted(delimiters), sorted(periods))
 
 
 def _uniform_over(marked: torch.Tensor) -> torch.Tensor:

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from transformers import Trainer
 
-from .capture import OutputAttentionsCapture
+from .capture import make_capture
 from .config import GuideConfig
-from .guide import guide_losses, weighted_sum
+from .errors import AttnguideError
+from .guide import MapInputs, guide_losses, weighted_sum
+from .patterns import PatternTokens
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class NonFiniteLossError(AttnguideError):
+    """A training loss became NaN or infinite."""
 
 
 class GuidedTrainer(Trainer):
@@ -22,35 +32,79 @@ class GuidedTrainer(Trainer):
     the Trainer is told so (``loss_is_scaled_for_ga = False``, ``model_accepts_loss_kwargs = False``),
     so that gradient accumulation and several processes average the task loss, like the guiding
     losses, over micro-batches. With one process and no accumulation this changes nothing.
+
+    A NaN or infinite task or guiding loss stops training with a ``NonFiniteLossError`` naming the
+    step and the loss (``nonfinite="stop"``), or skips that batch: no gradient from it, counted in
+    the logs as ``skipped_batches`` (``nonfinite="skip"``, one process only).
     """
 
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, guide_config: GuideConfig | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, guide_config: GuideConfig | None = None, nonfinite: str = "stop", **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.skipped_batches = 0
         self.model_accepts_loss_kwargs = False
         self.guide_config = guide_config if guide_config is not None else GuideConfig(guides=())
-        self.capture = (
-            OutputAttentionsCapture(self.model, self.guide_config) if self.guide_config.active else None
-        )
+        self.capture = make_capture(self.model, self.guide_config) if self.guide_config.active else None
+        self.pattern_tokens = None
+        if self.guide_config.weight("pattern") > 0:
+            if self.processing_class is None:
+                raise AttnguideError("pattern guidance needs the tokenizer: pass processing_class=tokenizer")
+            self.pattern_tokens = PatternTokens.from_tokenizer(self.processing_class)
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_steps = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        if self.capture is None or not model.training:
+        if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        inputs = {**inputs, **self.capture.forward_kwargs()}
-        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        if self.capture is None:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = result[0] if return_outputs else result
+            if self._nonfinite({"task": loss}):
+                loss = self._skip(loss)
+                return (loss, result[1]) if return_outputs else loss
+            return result
         mask = inputs.get("attention_mask")
         if mask is None:
             mask = torch.ones_like(inputs["input_ids"])
+        inputs = {**inputs, **self.capture.forward_kwargs(mask)}
+        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         profiles = self.capture.profiles(outputs, mask)
-        parts = guide_losses(profiles, mask, self.guide_config, self.capture.heads_per_layer)
+        maps = None
+        if self.guide_config.needs_maps:
+            maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
+        parts = guide_losses(profiles, mask, self.guide_config, self.capture.heads_per_layer, maps=maps)
         guiding = weighted_sum(parts, self.guide_config, self.state.global_step)
-        self._record({"task": task_loss, **parts})
         outputs.attentions = None
         loss = task_loss + guiding
+        if self._nonfinite({"task": task_loss, **parts}):
+            loss = self._skip(loss)
+        else:
+            self._record({"task": task_loss, **parts})
         return (loss, outputs) if return_outputs else loss
+
+    def _nonfinite(self, losses: dict[str, torch.Tensor]) -> bool:
+        """Whether any loss is NaN or infinite; raises instead under the ``stop`` policy."""
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if bool(torch.isfinite(values).all()):
+            return False
+        name, value = next(
+            (n, float(v)) for n, v in zip(losses, values.tolist(), strict=True) if not math.isfinite(v)
+        )
+        step = self.state.global_step + 1
+        if self.nonfinite == "skip" and self.args.world_size == 1:
+            return True
+        raise NonFiniteLossError(f"step {step}: the {name} loss is {value}; training stopped")
+
+    def _skip(self, loss: torch.Tensor) -> torch.Tensor:
+        """A zero loss that reaches no model weight, so this batch adds no gradient."""
+        self.skipped_batches += 1
+        return torch.zeros((), device=loss.device, requires_grad=True)
 
     def _record(self, parts: dict[str, torch.Tensor]) -> None:
         for name, value in parts.items():
@@ -59,6 +113,8 @@ class GuidedTrainer(Trainer):
         self._part_steps += 1
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.skipped_batches:
+            logs["skipped_batches"] = self.skipped_batches
         if "loss" in logs and self._part_steps:
             names = sorted(self._part_sums)
             means = torch.stack([self._part_sums[n] for n in names]) / self._part_steps

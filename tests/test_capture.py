@@ -1,0 +1,244 @@
+"""The efficient capture against eager attention maps: profiles, gradients, routes, training."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import transformers
+from test_architectures import CONFIGS, batch
+from test_trainer import tiny_bert, train
+from transformers import AutoModelForSequenceClassification
+
+from attnguide import GuideConfig, GuidedTrainer, efficient_attention
+from attnguide.capture import EfficientCapture, OutputAttentionsCapture, make_capture
+from attnguide.cli import build_parser
+from attnguide.config import ConfigError
+from attnguide.efficient_attention import ATTENTION_NAME, query_weights, received_attention
+from attnguide.errors import AttentionCaptureError
+from attnguide.guide import guide_losses, weighted_sum
+
+INTERFACE_FAMILIES = ["albert", "bert", "distilbert", "electra", "roberta", "xlm-roberta"]
+OTHER_FAMILIES = ["deberta-v2", "mpnet"]
+assert sorted(INTERFACE_FAMILIES + OTHER_FAMILIES) == sorted(CONFIGS)
+
+
+def tiny(family: str, **overrides) -> transformers.PreTrainedModel:
+    torch.manual_seed(0)
+    config = CONFIGS[family]()
+    config.num_labels = 3
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return AutoModelForSequenceClassification.from_config(config).eval()
+
+
+def guided_step(model, capture, inputs, guide: GuideConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Profiles, and the gradient of the guiding term alone with respect to every weight."""
+    mask = inputs["attention_mask"]
+    model.zero_grad()
+    outputs = model(**inputs, **capture.forward_kwargs(mask))
+    profiles = capture.profiles(outputs, mask)
+    weighted_sum(guide_losses(profiles, mask, guide, capture.heads_per_layer), guide, step=1).backward()
+    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    return profiles.detach(), grads
+
+
+def both_routes(model, guide: GuideConfig, inputs) -> tuple[tuple, tuple]:
+    reference = copy.deepcopy(model)
+    efficient = guided_step(model, EfficientCapture(model, guide), inputs, guide)
+    eager = guided_step(reference, OutputAttentionsCapture(reference, guide), inputs, guide)
+    return efficient, eager
+
+
+@pytest.mark.parametrize("family", INTERFACE_FAMILIES)
+def test_efficient_route_matches_eager_maps(family: str) -> None:
+    guide = GuideConfig(mdg_weight=1.0, pdg_weight=1.0)
+    inputs = batch()  # two of the four sequences are padded
+    (profiles, grads), (eager_profiles, eager_grads) = both_routes(tiny(family), guide, inputs)
+    assert profiles.shape == eager_profiles.shape == (4, 2 * 4, 10)
+    assert torch.allclose(profiles, eager_profiles, rtol=0, atol=1e-5)
+    assert torch.all(profiles[1, :, 7:] == 0) and torch.all(profiles[3, :, 4:] == 0)
+    assert eager_grads.norm() > 1e-3
+    assert (grads - eager_grads).norm() <= 1e-4 * eager_grads.norm()
+
+
+def counted(function, calls: list):
+    def wrapper(*args, **kwargs):
+        calls.append(function.__name__)
+        return function(*args, **kwargs)
+
+    return wrapper
+
+
+def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
+    calls: list[str] = []
+    for name in ("received_attention", "math_attention_with_profile"):
+        monkeypatch.setattr(efficient_attention, name, counted(getattr(efficient_attention, name), calls))
+    guide = GuideConfig(layers="last:1", scope="per-layer")
+    model = tiny("bert", num_hidden_layers=3)
+    model.train()
+    model(**batch(), **EfficientCapture(model, guide).forward_kwargs())  # CPU with dropout: math path
+    assert calls == ["math_attention_with_profile"]
+    calls.clear()
+    (profiles, grads), (eager_profiles, eager_grads) = both_routes(model.eval(), guide, batch())
+    assert calls == ["received_attention"]
+    assert profiles.shape == (4, 4, 10)
+    assert torch.allclose(profiles, eager_profiles, rtol=0, atol=1e-5)
+    assert (grads - eager_grads).norm() <= 1e-4 * eager_grads.norm()
+
+
+def test_unpadded_batch_and_additive_masks_give_the_same_profiles() -> None:
+    g = torch.Generator().manual_seed(0)
+    query, key = torch.randn(2, 3, 7, 4, generator=g), torch.randn(2, 3, 7, 4, generator=g)
+    valid = torch.ones(2, 7, dtype=torch.long)
+    valid[1, 5:] = 0
+    dense = torch.softmax(query @ key.transpose(-1, -2) / 2 + (valid[:, None, None, :] - 1) * 1e9, -1)
+    expected = torch.einsum("bhqk,bq->bhk", dense, query_weights(valid))
+    allowed = valid[:, None, None, :].bool().expand(2, 1, 7, 7)
+    additive = torch.zeros(2, 1, 7, 7).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    for mask in (allowed, additive, allowed[:, :, :1]):
+        for chunk in (1, 40, 10_000):  # one query per chunk, uneven chunks, one chunk
+            got = received_attention(query, key, mask, query_weights(valid), chunk_elements=chunk)
+            assert torch.allclose(got, expected, atol=1e-6)
+    full = torch.ones(2, 7)
+    unmasked = torch.einsum("bhqk,bq->bhk", torch.softmax(query @ key.transpose(-1, -2) / 2, -1), full / 7)
+    assert torch.allclose(received_attention(query, key, None, query_weights(full)), unmasked, atol=1e-6)
+
+
+def test_received_attention_gradcheck() -> None:
+    g = torch.Generator().manual_seed(0)
+    query = torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    key = torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    mask = valid[:, None, None, :].bool().expand(2, 1, 5, 5)
+    weights = query_weights(valid, torch.float64)
+    assert torch.autograd.gradcheck(
+        lambda q, k: received_attention(q, k, mask, weights, 0.7, chunk_elements=2 * 2 * 5 * 2),
+        (query, key),
+    )
+
+
+def test_cpu_dropout_path_matches_dropout_of_the_same_map() -> None:
+    g = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 6, 4, generator=g, requires_grad=True) for _ in range(3))
+    valid = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0]])
+    mask = valid[:, None, None, :].bool().expand(2, 1, 6, 6)
+    weights = query_weights(valid)
+    direction = torch.randn(2, 3, 6, generator=g)
+    torch.manual_seed(1)
+    output, profile = efficient_attention.math_attention_with_profile(
+        query, key, value, mask, weights, 0.5, dropout=0.3
+    )
+    torch.manual_seed(1)
+    scores = (query @ key.transpose(-1, -2) * 0.5).masked_fill(~mask, torch.finfo(torch.float32).min)
+    expected = (torch.nn.functional.dropout(torch.softmax(scores, -1), 0.3) @ value).transpose(1, 2)
+    assert torch.allclose(output, expected, atol=1e-6)
+    chunked = received_attention(query, key, mask, weights, 0.5, chunk_elements=20)
+    assert torch.allclose(profile, chunked, atol=1e-6)
+    grads = torch.autograd.grad((profile * direction).sum(), (query, key))
+    chunked_grads = torch.autograd.grad((chunked * direction).sum(), (query, key))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, chunked_grads, strict=True))
+
+
+def test_training_forward_with_attention_dropout_matches_eager() -> None:
+    model = tiny("bert", attention_probs_dropout_prob=0.5, hidden_dropout_prob=0.0)
+    eager = copy.deepcopy(model)
+    capture, eager_capture = (
+        EfficientCapture(model, GuideConfig()),
+        OutputAttentionsCapture(eager, GuideConfig()),
+    )
+    inputs, mask = batch(), batch()["attention_mask"]
+    eval_profiles = eager_capture.profiles(eager(**inputs, output_attentions=True), mask)
+    torch.manual_seed(3)
+    outputs = model.train()(**inputs, **capture.forward_kwargs(mask))
+    torch.manual_seed(3)
+    eager_outputs = eager.train()(**inputs, output_attentions=True)
+    assert torch.allclose(outputs.logits, eager_outputs.logits, atol=1e-6)  # the same dropout draws
+    profiles = capture.profiles(outputs, mask)
+    assert torch.allclose(profiles[:, :4], eval_profiles[:, :4], atol=1e-6)  # layer 0: before dropout
+    assert not torch.allclose(profiles[:, :4], eager_capture.profiles(eager_outputs, mask)[:, :4], atol=1e-3)
+
+
+def test_unrecorded_forward_is_plain_sdpa() -> None:
+    model = tiny("bert")
+    sdpa = copy.deepcopy(model)
+    sdpa.set_attn_implementation("sdpa")
+    EfficientCapture(model, GuideConfig())
+    assert model.config._attn_implementation == ATTENTION_NAME
+    inputs = batch()
+    with torch.no_grad():
+        assert torch.equal(model(**inputs).logits, sdpa(**inputs).logits)
+
+
+def test_profiles_need_a_recorded_forward() -> None:
+    model = tiny("bert")
+    capture = EfficientCapture(model, GuideConfig())
+    inputs = batch()
+    outputs = model(**inputs)
+    with pytest.raises(AttentionCaptureError, match="0 attention calls"):
+        capture.profiles(outputs, inputs["attention_mask"])
+
+
+@pytest.mark.parametrize("family", INTERFACE_FAMILIES + OTHER_FAMILIES)
+def test_auto_takes_the_efficient_route_where_the_model_allows(family: str) -> None:
+    capture = make_capture(tiny(family), GuideConfig())
+    assert capture.route == ("efficient" if family in INTERFACE_FAMILIES else "output-attentions")
+
+
+@pytest.mark.parametrize("family", OTHER_FAMILIES)
+def test_efficient_on_an_unsupported_model_is_an_error(family: str) -> None:
+    with pytest.raises(AttentionCaptureError, match="attention interface"):
+        make_capture(tiny(family), GuideConfig(capture="efficient"))
+
+
+def test_albert_with_inner_groups_is_refused_by_the_efficient_route() -> None:
+    model = tiny("albert", inner_group_num=2)
+    with pytest.raises(AttentionCaptureError, match="4 attention calls for 2 layers"):
+        make_capture(model, GuideConfig(capture="efficient"))
+    assert model.config._attn_implementation != ATTENTION_NAME
+
+
+def test_capture_setting() -> None:
+    model = tiny("bert")
+    assert make_capture(model, GuideConfig(profile="released-code")).route == "output-attentions"
+    assert make_capture(model, GuideConfig(capture="output-attentions")).route == "output-attentions"
+    assert GuideConfig(capture="efficient").to_dict()["capture"] == "efficient"
+    with pytest.raises(ConfigError, match="capture"):
+        GuideConfig(capture="fast")
+    with pytest.raises(ConfigError, match="received"):
+        GuideConfig(capture="efficient", profile="released-code")
+    args = build_parser().parse_args(["train", "--train", "x", "--output-dir", "y", "--capture", "efficient"])
+    assert args.capture == "efficient"
+
+
+def test_model_without_attention_is_refused() -> None:
+    config = transformers.FNetConfig(
+        hidden_size=32, num_hidden_layers=2, intermediate_size=37, vocab_size=99, num_labels=2
+    )
+    model = AutoModelForSequenceClassification.from_config(config)
+    with pytest.raises(AttentionCaptureError):
+        make_capture(model, GuideConfig())
+
+
+def test_guided_trainer_with_efficient_capture_trains_like_eager_maps(tmp_path) -> None:
+    guide = dict(mdg_weight=1, pdg_weight=1)
+    trainer, efficient = train(
+        tmp_path,
+        GuidedTrainer,
+        tiny_bert(dropout=0.0),
+        guide_config=GuideConfig(**guide, capture="efficient"),
+    )
+    assert trainer.capture.route == "efficient"
+    assert trainer.model.config._attn_implementation == ATTENTION_NAME
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert logs and all({"task_loss", "mdg_loss", "pdg_loss"} <= set(entry) for entry in logs)
+    _, eager = train(
+        tmp_path,
+        GuidedTrainer,
+        tiny_bert(dropout=0.0),
+        guide_config=GuideConfig(**guide, capture="output-attentions"),
+    )
+    _, plain = train(tmp_path, GuidedTrainer, tiny_bert(dropout=0.0))
+    # Adam magnifies the eager/SDPA rounding differences of tiny gradients; guiding moves far more
+    assert (efficient - eager).abs().max() < 0.02 * (efficient - plain).abs().max()
