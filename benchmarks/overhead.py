@@ -17,8 +17,10 @@ length. A step is forward, losses, backward and an AdamW update in training mode
 CPU too). Devices: the CPU, and a CUDA GPU when there is one (bf16 autocast there, as users would
 run it).
 
-Time is the median over the timed steps, after warm-up; the routes take their steps in turn, so
-that load from other processes is spread over all of them. Peak memory is that of one more step:
+Time is the median over the timed steps, after warm-up. The routes take their steps in turn, one
+round at a time, and a route's time ratio is the median over rounds of its step time over
+``plain-sdpa``'s in the same round, so that load from other processes, which drifts over a run
+on a shared machine, falls on all routes alike and cancels. Peak memory is that of one more step:
 the route's resident tensors (weights, optimizer state) plus the most that the step allocates on
 top of them, from ``torch.cuda.max_memory_allocated`` on a GPU and from a count of live tensor
 storages on the CPU, where PyTorch keeps no allocator statistics. Both are printed as ratios to
@@ -235,7 +237,8 @@ def measure(
         )
     reference = results[0]
     for result in results:
-        result.time_ratio = result.median_s / reference.median_s
+        rounds = zip(result.step_s, reference.step_s, strict=True)
+        result.time_ratio = statistics.median(step / plain for step, plain in rounds)
         result.memory_ratio = result.peak_bytes / reference.peak_bytes
     del routes
     gc.collect()
