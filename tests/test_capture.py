@@ -98,12 +98,23 @@ def test_unpadded_batch_and_additive_masks_give_the_same_profiles() -> None:
     allowed = valid[:, None, None, :].bool().expand(2, 1, 7, 7)
     additive = torch.zeros(2, 1, 7, 7).masked_fill(~allowed, torch.finfo(torch.float32).min)
     for mask in (allowed, additive, allowed[:, :, :1]):
-        for chunk in (1, 40, 10_000):  # one query per chunk, uneven chunks, one chunk
+        for chunk in (1, 40, 100, 10_000):  # one query, uneven query groups, two heads, all
             got = received_attention(query, key, mask, query_weights(valid), chunk_elements=chunk)
             assert torch.allclose(got, expected, atol=1e-6)
     full = torch.ones(2, 7)
     unmasked = torch.einsum("bhqk,bq->bhk", torch.softmax(query @ key.transpose(-1, -2) / 2, -1), full / 7)
     assert torch.allclose(received_attention(query, key, None, query_weights(full)), unmasked, atol=1e-6)
+
+
+@pytest.mark.parametrize("elements", [1, 6, 35, 70, 105, 500, 10_000])
+def test_blocks_cover_every_score_once_within_the_budget(elements: int) -> None:
+    batch, heads, queries, keys = 3, 5, 7, 5
+    seen = torch.zeros(batch, heads, queries, dtype=torch.long)
+    for rows, head_group, query_group in efficient_attention._blocks(batch, heads, queries, keys, elements):
+        block = seen[rows, head_group, query_group]
+        assert block.numel() * keys <= max(elements, keys)  # never less than one query
+        seen[rows, head_group, query_group] += 1
+    assert torch.equal(seen, torch.ones_like(seen))
 
 
 def test_received_attention_gradcheck() -> None:

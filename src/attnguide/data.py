@@ -402,6 +402,27 @@ def _sniff_container(path: Path) -> str:
     return "csv" if path.suffix.lower() == ".csv" else "tsv"
 
 
+def numbered_records(path: Path, reader: Any, what: str) -> Iterator[tuple[int, list[str]]]:
+    """(first line number, fields) of each non-blank record of a ``csv.reader``; a malformed
+    record raises a DataError naming its line (``what``: "comma-separated", ...)."""
+    start = 1  # first physical line of the next record (a quoted CSV field may span lines)
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1
+            if any(field.strip() for field in row):
+                yield line, row
+    except csv.Error as error:
+        raise DataError(path, f"malformed {what} row: {error}", line=start) from None
+
+
+def delimited_header(path: Path, records: Iterator[tuple[int, list[str]]]) -> tuple[int, list[str]]:
+    """The line and the stripped column names of the first record of ``numbered_records``."""
+    first = next(records, None)
+    if first is None:
+        raise DataError(path, "empty file: expected a header line and data rows")
+    return first[0], [name.strip() for name in first[1]]
+
+
 def _delimited_rows(path: Path, f: TextIO, container: str) -> tuple[list[str], int, _RowReader]:
     """Read the header of a TSV/CSV file; return it, its line number and a reader for the data rows."""
     if container == "csv":
@@ -412,21 +433,8 @@ def _delimited_rows(path: Path, f: TextIO, container: str) -> tuple[list[str], i
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         what = "tab-separated"
 
-    def numbered() -> Iterator[tuple[int, list[str]]]:
-        start = 1  # first physical line of the next record (a quoted CSV field may span lines)
-        try:
-            for row in reader:
-                line, start = start, reader.line_num + 1
-                if any(field.strip() for field in row):
-                    yield line, row
-        except csv.Error as error:
-            raise DataError(path, f"malformed {what} row: {error}", line=start) from None
-
-    lines = numbered()
-    first = next(lines, None)
-    if first is None:
-        raise DataError(path, "empty file: expected a header line and data rows")
-    header_line, header = first[0], [name.strip() for name in first[1]]
+    lines = numbered_records(path, reader, what)
+    header_line, header = delimited_header(path, lines)
 
     def rows(columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
         index = {name: header.index(name) for name in columns}

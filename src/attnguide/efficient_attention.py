@@ -15,7 +15,7 @@ happen, which is the layer order of an encoder; ALBERT and DistilBERT modules ha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface
@@ -26,65 +26,108 @@ from .errors import AttentionCaptureError
 
 ATTENTION_NAME = "attnguide"
 RECORDER_KWARG = "attnguide_recorder"
-CHUNK_ELEMENTS = 1 << 22
-"""Scores held per query chunk (batch · heads · chunk · keys): 16 MiB in float32."""
+CHUNK_ELEMENTS = {"cpu": 1 << 18, "other": 1 << 22}
+"""Scores held per block, by device. On the CPU a block of 1 MiB stays in cache between the score
+product, the softmax and the reductions, which makes the profile about twice as fast as 16 MiB
+blocks; an accelerator wants fewer, larger blocks."""
 
 _UNSUPPORTED_KWARGS = ("position_bias", "softcap", "sliding_window", "s_aux")
 
+Block = tuple[slice, slice, slice]
 
-def _chunk_probabilities(
+
+def _blocks(batch: int, heads: int, queries: int, keys: int, elements: int) -> Iterator[Block]:
+    """(batch, heads, queries) slices that cover the scores in blocks of at most ``elements``.
+
+    Blocks are whole batch rows where ``elements`` allows, else groups of one row's heads, else
+    groups of one head's queries (never fewer than one query): whole heads keep the slices of the
+    contiguous queries and keys contiguous too.
+    """
+    per_head = queries * keys
+    if elements >= heads * per_head:
+        rows = elements // (heads * per_head)
+        for b in range(0, batch, rows):
+            yield slice(b, b + rows), slice(None), slice(None)
+    elif elements >= per_head:
+        group = elements // per_head
+        for b in range(batch):
+            for h in range(0, heads, group):
+                yield slice(b, b + 1), slice(h, h + group), slice(None)
+    else:
+        group = max(1, elements // keys)
+        for b in range(batch):
+            for h in range(heads):
+                for q in range(0, queries, group):
+                    yield slice(b, b + 1), slice(h, h + 1), slice(q, q + group)
+
+
+def _score_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """The additive form of an attention function's 4-D mask (boolean with True = attend, additive,
+    or None), with one query row where every query has the same row (a padding mask)."""
+    if mask is None:
+        return None
+    if mask.shape[-2] > 1 and mask.stride(-2) == 0:
+        mask = mask[..., :1, :]
+    if mask.dtype == torch.bool:
+        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill_(
+            ~mask, torch.finfo(dtype).min
+        )
+    return mask.to(dtype)
+
+
+def _block_probabilities(
     query: torch.Tensor,
     key: torch.Tensor,
-    mask: torch.Tensor | None,
+    bias: torch.Tensor | None,
     scaling: float,
-    start: int,
-    stop: int,
+    block: Block,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    """softmax(Q[start:stop] Kᵀ · scaling + mask) in ``dtype``: [batch, heads, stop - start, keys].
+    """softmax(Q Kᵀ · scaling + bias) of one block, in ``dtype``: [rows, heads, queries, keys].
 
-    ``query`` and ``key`` are contiguous [batch, heads, positions, head size], so that the batched
-    product needs no copies; ``mask`` is the 4-D mask given to attention functions: boolean
-    (True = attend), additive, or None.
+    ``query`` and ``key`` are contiguous [batch, heads, positions, head size]; ``bias`` comes from
+    ``_score_bias`` in their dtype; its batch, head and query dimensions may be 1 (broadcast). The
+    bias and the scaling go into the product itself (``baddbmm``), so that the scores are written
+    once; the softmax is taken in ``dtype``.
     """
-    scores = torch.matmul(query[:, :, start:stop] * scaling, key.transpose(-1, -2)).to(dtype)
-    if mask is not None:
-        rows = mask[..., start:stop, :] if mask.shape[-2] > 1 else mask
-        if rows.dtype == torch.bool:
-            scores.masked_fill_(~rows, torch.finfo(dtype).min)
-        else:
-            scores.add_(rows)
-    return torch.softmax(scores, dim=-1)
-
-
-def _chunk_size(query: torch.Tensor, key: torch.Tensor, elements: int) -> int:
-    batch, heads, _, _ = query.shape
-    return max(1, elements // (batch * heads * key.shape[-2]))
+    rows, heads, queries = block
+    q, k = query[rows, heads, queries], key[rows, heads]
+    shape = (*q.shape[:-1], k.shape[-2])
+    q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
+    if bias is None:
+        scores = torch.bmm(q, k.transpose(-1, -2)).mul_(scaling)
+    else:
+        broadcast = zip(block, bias.shape[:3], strict=True)
+        block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
+        block_bias = block_bias.expand(*shape[:2], *block_bias.shape[-2:]).reshape(-1, *block_bias.shape[-2:])
+        scores = torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling)
+    return torch.softmax(scores, dim=-1, dtype=dtype).view(shape)
 
 
 class ReceivedAttention(torch.autograd.Function):
-    """Σ_q w[b, q] · softmax(Q Kᵀ · scaling + bias)[b, h, q, k], accumulated over query chunks.
+    """Σ_q w[b, q] · softmax(Q Kᵀ · scaling + bias)[b, h, q, k], accumulated block by block.
 
-    Forward and backward each rebuild one chunk of probabilities at a time. With ``G`` the
-    gradient of the output, the score gradient of a chunk is ``w_q · P ⊙ (G_k − Σ_k' P G_k')``
-    (softmax backward of ``dP = w_q G_k``); the factor ``w_q · scaling`` is applied to the
-    chunk's query rows and query gradient rows rather than to the scores.
+    Forward and backward each rebuild one block of probabilities at a time (see ``_blocks``). With
+    ``G`` the gradient of the output, the score gradient of a block is ``w_q · P ⊙ (G_k − Σ_k' P
+    G_k')`` (softmax backward of ``dP = w_q G_k``); the factor ``w_q · scaling`` is applied to the
+    block's query rows and query gradient rows rather than to the scores.
     """
 
     @staticmethod
     def forward(ctx, query, key, mask, weights, scaling, chunk_elements):
         dtype = torch.promote_types(query.dtype, torch.float32)
         batch, heads, queries, _ = query.shape
-        chunk = _chunk_size(query, key, chunk_elements)
         q, k = query.contiguous(), key.contiguous()
+        blocks = list(_blocks(batch, heads, queries, key.shape[-2], chunk_elements))
+        bias = _score_bias(mask, query.dtype)
         profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
-        w = weights.to(dtype)[:, None, None, :].expand(batch, heads, 1, queries)
-        for start in range(0, queries, chunk):
-            stop = min(start + chunk, queries)
-            probs = _chunk_probabilities(q, k, mask, scaling, start, stop, dtype)
-            profile += torch.matmul(w[..., start:stop], probs).squeeze(-2)
+        w = weights.to(dtype)[:, None, None, :]
+        for block in blocks:
+            rows, head_group, query_group = block
+            probs = _block_probabilities(q, k, bias, scaling, block, dtype)
+            profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
         ctx.save_for_backward(query, key, mask, weights)
-        ctx.scaling, ctx.chunk = scaling, chunk
+        ctx.scaling, ctx.blocks = scaling, blocks
         return profile
 
     @staticmethod
@@ -96,16 +139,21 @@ class ReceivedAttention(torch.autograd.Function):
         w = (weights.to(query.dtype) * ctx.scaling)[:, None, :, None]
         grad_query = torch.empty_like(q) if ctx.needs_input_grad[0] else None
         grad_key = torch.zeros_like(k, dtype=dtype) if ctx.needs_input_grad[1] else None
-        for start in range(0, q.shape[-2], ctx.chunk):
-            stop = min(start + ctx.chunk, q.shape[-2])
-            probs = _chunk_probabilities(q, k, mask, ctx.scaling, start, stop, dtype)
-            received = torch.matmul(probs, grad_profile[..., None])
-            grad_scores = (g - received).mul_(probs).to(query.dtype)
+        bias = _score_bias(mask, query.dtype)
+        for block in ctx.blocks:
+            rows, head_group, query_group = block
+            probs = _block_probabilities(q, k, bias, ctx.scaling, block, dtype)
+            g_block = g[rows, head_group]
+            received = torch.matmul(probs, g_block.transpose(-1, -2))
+            grad_scores = (g_block - received).mul_(probs).to(query.dtype)
+            w_block = w[rows, :, query_group]
             if grad_query is not None:
-                torch.matmul(grad_scores, k, out=grad_query[:, :, start:stop]).mul_(w[:, :, start:stop])
+                grad_query[rows, head_group, query_group] = (
+                    torch.matmul(grad_scores, k[rows, head_group]) * w_block
+                )
             if grad_key is not None:
-                grad_key += torch.matmul(
-                    grad_scores.transpose(-1, -2), q[:, :, start:stop] * w[:, :, start:stop]
+                grad_key[rows, head_group] += torch.matmul(
+                    grad_scores.transpose(-1, -2), q[rows, head_group, query_group] * w_block
                 )
         grad_key = grad_key.to(key.dtype) if grad_key is not None else None
         return grad_query, grad_key, None, None, None, None
@@ -123,16 +171,19 @@ def received_attention(
     mask: torch.Tensor | None,
     weights: torch.Tensor,
     scaling: float | None = None,
-    chunk_elements: int = CHUNK_ELEMENTS,
+    chunk_elements: int | None = None,
 ) -> torch.Tensor:
     """Per-head attention received by each key, [batch, heads, keys] in float32 (or float64 input).
 
     ``query``/``key`` are [batch, heads, positions, head size]; ``mask`` is the 4-D mask given to
     attention functions (boolean with True = attend, or additive; None for none); ``weights``
-    [batch, queries] weighs the queries (see ``query_weights``); ``scaling`` defaults to 1/√d.
+    [batch, queries] weighs the queries (see ``query_weights``); ``scaling`` defaults to 1/√d;
+    ``chunk_elements`` bounds the scores held at a time (default: ``CHUNK_ELEMENTS`` by device).
     """
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
+    if chunk_elements is None:
+        chunk_elements = CHUNK_ELEMENTS["cpu" if query.device.type == "cpu" else "other"]
     return ReceivedAttention.apply(query, key, mask, weights, float(scaling), chunk_elements)
 
 
@@ -147,7 +198,7 @@ class ProfileRecorder:
         self,
         layers: Sequence[int],
         attention_mask: torch.Tensor | None = None,
-        chunk_elements: int = CHUNK_ELEMENTS,
+        chunk_elements: int | None = None,
     ) -> None:
         self.layers = frozenset(layers)
         self.attention_mask = attention_mask
@@ -198,7 +249,8 @@ def math_attention_with_profile(
     there and falls back to its math kernel, which keeps the map for the backward pass anyway), so
     taking the profile from that same map costs one reduction and keeps no extra map.
     """
-    probs = _chunk_probabilities(query, key, mask, scaling, 0, query.shape[-2], query.dtype)
+    everything = (slice(None), slice(None), slice(None))
+    probs = _block_probabilities(query, key, _score_bias(mask, query.dtype), scaling, everything, query.dtype)
     profile = torch.einsum("bhqk,bq->bhk", probs.float(), weights)
     output = torch.matmul(torch.nn.functional.dropout(probs, p=dropout, training=True), value)
     return output.transpose(1, 2).contiguous(), profile

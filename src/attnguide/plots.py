@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -86,9 +87,17 @@ def profile_heatmaps(examples: Sequence[ExampleProfiles], title: str, path: str 
         ax.set_title(example.name)
         ax.set_xlabel("token receiving attention (special tokens in red)")
         ax.set_ylabel("head, grouped by layer")
-    for ax in axes[len(examples) :]:
+    scale = "attention received, mean over queries (√ scale)"
+    _finish_panels(figure, axes, len(examples), image, scale, title, path)
+
+
+def _finish_panels(
+    figure: Figure, axes: np.ndarray, used: int, image: Any, scale: str, title: str, path: str | Path
+) -> None:
+    """Blank the unused panels, add one colour bar for all panels and the title, and save."""
+    for ax in axes[used:]:
         ax.set_axis_off()
-    figure.colorbar(image, ax=axes.tolist(), label="attention received, mean over queries (√ scale)")
+    figure.colorbar(image, ax=axes.tolist(), label=scale)
     figure.suptitle(title)
     _save(figure, path)
 
@@ -106,11 +115,7 @@ def similarity_matrices(models: Sequence[tuple[str, Diagnostics]], title: str, p
         ax.set_title(f"{name}\nmean similarity {diagnostics.summary['head_similarity']:.3f}")
         ax.set_xlabel("head, grouped by layer")
         ax.set_ylabel("head, grouped by layer")
-    for ax in axes[len(models) :]:
-        ax.set_axis_off()
-    figure.colorbar(image, ax=axes.tolist(), label="cosine similarity of attention profiles")
-    figure.suptitle(title)
-    _save(figure, path)
+    _finish_panels(figure, axes, len(models), image, "cosine similarity of attention profiles", title, path)
 
 
 def layer_bars(models: Sequence[tuple[str, Diagnostics]], title: str, path: str | Path) -> None:

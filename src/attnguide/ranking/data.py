@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data import delimited_header, numbered_records
 from ..errors import DataError
 
 logger = logging.getLogger("attnguide")
@@ -271,22 +272,11 @@ def _decoded(path: Path) -> str:
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """(first line number, fields) of each non-blank CSV record."""
-    reader = csv.reader(io.StringIO(_decoded(path), newline=""))
-    start = 1
-    try:
-        for row in reader:
-            line, start = start, reader.line_num + 1
-            if any(field.strip() for field in row):
-                yield line, row
-    except csv.Error as error:
-        raise DataError(path, f"malformed comma-separated row: {error}", line=start) from None
+    return numbered_records(path, csv.reader(io.StringIO(_decoded(path), newline="")), "comma-separated")
 
 
 def _csv_header(path: Path) -> list[str]:
-    first = next(_csv_rows(path), None)
-    if first is None:
-        raise DataError(path, "empty file: expected a header line and data rows")
-    return [name.strip() for name in first[1]]
+    return delimited_header(path, _csv_rows(path))[1]
 
 
 def _csv_records(path: Path, columns: tuple[str, ...]) -> Iterator[tuple[int, dict[str, str]]]:
