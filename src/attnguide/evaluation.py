@@ -12,7 +12,7 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 
 from .capture import model_shape, use_eager_attention
 from .config import GUIDES, GuideConfig
-from .diagnostics import attention_share, head_similarity
+from .diagnostics import attention_share, head_similarity, special_token_mask
 from .guide import MapInputs, guide_losses
 from .metrics import classification_metrics
 from .patterns import PatternTokens
@@ -50,7 +50,6 @@ def evaluate(
     device = next(model.parameters()).device
     num_layers, heads = model_shape(model)
     layers = config.layer_indices(num_layers)
-    special_ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), device=device)
     pattern_tokens = PatternTokens.from_tokenizer(tokenizer)
     loader = DataLoader(dataset, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
     predictions: list[int] = []
@@ -71,9 +70,8 @@ def evaluate(
         losses = guide_losses(guided, mask, config, heads, GUIDES, maps=maps)
         values = {name: loss.item() for name, loss in losses.items()}
         values["head_similarity"] = head_similarity(all_heads, mask).mean().item()
-        values["special_token_share"] = (
-            attention_share(all_heads, torch.isin(batch["input_ids"], special_ids) & (mask > 0)).mean().item()
-        )
+        special = special_token_mask(batch["input_ids"], tokenizer) & (mask > 0)
+        values["special_token_share"] = attention_share(all_heads, special).mean().item()
         for name, value in values.items():
             sums[name] = sums.get(name, 0.0) + value * len(mask)
     metrics = classification_metrics(labels, predictions) if labels else {}
