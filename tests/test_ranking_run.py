@@ -146,6 +146,29 @@ def test_interrupted_ranking_run_resumes_to_the_same_metrics(
     assert main([*argv, "--resume"]) == 0  # a finished run resumes to itself
 
 
+def test_listwise_run_interrupted_in_its_second_epoch_resumes_to_the_same_metrics(
+    tiny_model_dir, trecqa_slices, tmp_path, monkeypatch
+) -> None:
+    listwise = ("--ranking-loss", "listwise", "--negatives", "3", "--epochs", "2", "--logging-steps", "1")
+    whole = tmp_path / "whole"
+    assert main(pointwise_argv(tiny_model_dir, trecqa_slices, whole, *listwise)) == 0
+    steps = json.loads((whole / "log_history.json").read_text())[-1]["step"]
+    per_epoch = steps // 2
+    assert per_epoch >= 3
+    out = tmp_path / "run"
+    argv = pointwise_argv(tiny_model_dir, trecqa_slices, out, *listwise, "--save-steps", str(per_epoch + 1))
+    with monkeypatch.context() as patch:  # checkpoint one step into epoch 2, interrupted one step later
+        interrupt_at(patch, per_epoch + 2)
+        assert main(argv) == 130
+    assert main([*argv, "--resume"]) == 0
+    assert json.loads((out / "run.json").read_text())["resumed_from"].endswith(f"checkpoint-{per_epoch + 1}")
+    resumed = json.loads((out / "metrics.json").read_text())
+    expected = json.loads((whole / "metrics.json").read_text())
+    assert resumed.keys() == expected.keys()  # the same negatives in epoch 2, so the same model
+    for key, value in expected.items():
+        assert f"{resumed[key]:.6g}" == f"{value:.6g}", key
+
+
 def test_ranking_run_interrupted_before_any_checkpoint_leaves_nothing(
     tiny_model_dir, trecqa_slices, tmp_path, monkeypatch
 ) -> None:

@@ -68,14 +68,23 @@ def test_listwise_groups_hold_one_relevant_and_k_irrelevant_documents_of_its_que
     assert batch["labels"].tolist() == [[1.0, 0.0, 0.0], [1.0, 0.0, 0.0]]
 
 
-def test_listwise_negatives_are_redrawn_on_each_read_and_reproducible(tokenizer, shared_data) -> None:
+def test_listwise_negatives_are_redrawn_each_epoch_and_reproducible(tokenizer, shared_data) -> None:
     data = read_ranking(shared_data / "trecqa" / "dev.csv")
     encoded = encode_candidates(data, tokenizer, max_length=32).dataset
     first, again = (ListwiseGroups(encoded, data, negatives=3, seed=1) for _ in range(2))
     big = max(range(len(first)), key=lambda i: len(first.groups[i][1]))  # the largest pool of negatives
-    draws = [first[big]["pairs"][1:] for _ in range(3)]
-    assert draws[0] != draws[1] or draws[1] != draws[2]
-    assert [again[big]["pairs"][1:] for _ in range(3)] == draws
+
+    def draws(groups: ListwiseGroups, epochs: list[int]) -> list:
+        out = []
+        for epoch in epochs:
+            groups.set_epoch(epoch)
+            out.append(groups[big]["pairs"][1:])
+        return out
+
+    by_epoch = draws(first, [0, 1, 2])
+    assert by_epoch[0] != by_epoch[1] or by_epoch[1] != by_epoch[2]
+    assert draws(first, [2]) == by_epoch[2:]  # a second read in the same epoch: the same draw
+    assert draws(again, [2, 0, 1]) == [by_epoch[2], by_epoch[0], by_epoch[1]]  # any order, as on resume
 
 
 def test_pointwise_loss_is_binary_cross_entropy_on_the_logit() -> None:

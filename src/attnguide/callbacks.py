@@ -1,4 +1,4 @@
-"""Trainer callbacks: training logs as readable lines on stderr, never on stdout."""
+"""Trainer callbacks: training logs as readable lines on stderr, never on stdout; the epoch to the dataset."""
 
 from __future__ import annotations
 
@@ -48,3 +48,18 @@ def route_logs_to_stderr(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(StderrProgressCallback() if had_bar else StderrLogCallback())
+
+
+class EpochToDataset(TrainerCallback):
+    """Tell a training dataset with ``set_epoch`` which epoch begins, resumed epochs included.
+
+    accelerate's data loaders pass their epoch on to such a dataset, but not the loader that skips
+    the finished batches of a resumed epoch; at an epoch's start ``state.epoch`` is the epoch's
+    index, or a fraction past it when a run resumes mid-epoch.
+    """
+
+    def __init__(self, dataset) -> None:
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.dataset.set_epoch(int(state.epoch + 1e-9))

@@ -28,7 +28,7 @@ from transformers import (
     set_seed,
 )
 
-from .callbacks import route_logs_to_stderr
+from .callbacks import EpochToDataset, route_logs_to_stderr
 from .capture import model_shape
 from .config import GuideConfig
 from .data import PairData, label_list, load_hf_dataset, read_pairs
@@ -355,6 +355,8 @@ def run_training(options: TrainOptions, task: Task | None = None) -> dict[str, f
         nonfinite=options.nonfinite,
     )
     route_logs_to_stderr(trainer)
+    if hasattr(setup.dataset, "set_epoch"):  # data drawn per epoch (listwise negatives)
+        trainer.add_callback(EpochToDataset(setup.dataset))
     if processes.is_main_process and resume_from is None:  # written only once every check has passed
         fresh_partial(output_dir)
         write_json(partial / "settings.json", settings)

@@ -20,9 +20,10 @@ class ListwiseGroups(torch.utils.data.Dataset):
     """One group per relevant candidate whose query has irrelevant candidates to contrast it with.
 
     Reading group ``i`` returns ``{"pairs": [relevant, K irrelevant]}`` (token features). The K
-    irrelevant documents are drawn anew at every read, so each epoch sees other negatives, from a
-    generator seeded by (seed, i, read count): runs are reproducible. A query with fewer than K
-    irrelevant candidates gives them with repetition.
+    irrelevant documents are drawn anew each epoch, from a generator seeded by (seed, epoch, i):
+    runs are reproducible, and a run resumed mid-epoch draws what an uninterrupted one drew. Each
+    epoch is announced through ``set_epoch`` (``callbacks.EpochToDataset``). A query with fewer
+    than K irrelevant candidates gives them with repetition.
     """
 
     def __init__(self, encoded: Dataset, data: RankingData, negatives: int, seed: int) -> None:
@@ -44,7 +45,7 @@ class ListwiseGroups(torch.utils.data.Dataset):
             for positive in rows
         ]
         self.skipped = sum(len(rows) for qid, rows in positives.items() if qid not in irrelevant)
-        self._reads = [0] * len(self.groups)
+        self.epoch = 0
         logger.info(
             "%s: %d listwise groups of 1 relevant + %d irrelevant documents (%d relevant documents skipped: "
             "their query has no irrelevant candidate)",
@@ -57,10 +58,13 @@ class ListwiseGroups(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the negatives of epoch ``epoch`` from now on."""
+        self.epoch = epoch
+
     def __getitem__(self, index: int) -> dict[str, list[dict[str, Any]]]:
         positive, pool = self.groups[index]
-        rng = np.random.default_rng([self.seed, index, self._reads[index]])
-        self._reads[index] += 1
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         chosen = rng.choice(pool, size=self.negatives, replace=len(pool) < self.negatives)
         return {"pairs": [self.rows[positive], *(self.rows[int(j)] for j in chosen)]}
 

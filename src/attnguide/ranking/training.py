@@ -85,8 +85,8 @@ def _data_record(data: RankingData, truncated: int) -> dict:
 class RankingTask:
     """Reranking: (query, document) pairs scored by one output, trained pointwise or listwise.
 
-    A resumed listwise run draws each group's negatives afresh from its first draw on, so it
-    differs from an uninterrupted one; a resumed pointwise run matches.
+    Listwise negatives are drawn per epoch (``ListwiseGroups``), so a resumed run of either kind
+    matches an uninterrupted one.
     """
 
     def __init__(self, options: RankingOptions) -> None:
