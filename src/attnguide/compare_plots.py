@@ -57,14 +57,15 @@ def strip_plot(path: Path, settings: Sequence[SettingResult], title: str) -> Non
     bottom.set_xticks(range(len(settings)), [s.label for s in settings], rotation=20, ha="right", fontsize=8)
     top.set_ylabel(settings[0].cell.data.metric)
     bottom.set_ylabel("Δ vs baseline, same seed")
-    top.set_title(f"{title}\nbar: mean; line: 95% t-interval (above), bootstrap interval (below)", fontsize=9)
+    caption = "bar: mean; line: 95% t-interval (above),\nbootstrap interval (below)"
+    top.set_title(f"{title}\n{caption}", fontsize=9)
     keys = [
         Line2D(
             [], [], marker=marker, linestyle="", markerfacecolor="none", color="black", label=f"seed {seed}"
         )
         for seed, (marker, _) in seeds.items()
     ]
-    top.legend(handles=keys, fontsize=7, loc="best")
+    fig.legend(handles=keys, fontsize=7, loc="outside right upper")  # beside the panels, over no point
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     os.close(fd)
