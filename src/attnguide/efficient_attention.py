@@ -28,8 +28,9 @@ ATTENTION_NAME = "attnguide"
 RECORDER_KWARG = "attnguide_recorder"
 CPU_ELEMENTS_PER_THREAD = 1 << 18
 """Scores held per block on the CPU, per torch thread: each thread's 1 MiB share of a block stays in
-cache between the score product, the softmax and the reductions, which makes the profile about
-twice as fast as 16 MiB blocks on one thread (and 2 MiB blocks 16 % faster than 1 MiB on two)."""
+cache between the score product, the softmax and the reductions (``benchmarks/profile_blocks.py``:
+on one thread the profile is about 1.5 × faster than with 16 MiB blocks; on two, 2 MiB blocks are
+10 to 15 % faster than 1 MiB ones)."""
 ACCELERATOR_ELEMENTS = 1 << 22
 """Scores held per block on an accelerator, which wants fewer, larger blocks."""
 

@@ -1,0 +1,106 @@
+"""Time the efficient capture's profile alone against PyTorch SDPA, by block size.
+
+One attention call's worth of work, forward and backward, on random queries and keys (batch 8,
+12 heads, n = 512, the last fifth of every sequence padded): PyTorch's SDPA output, and
+``received_attention`` with blocks of 2^16 to 2^22 scores. The median of several repeats, in ms, on
+the CPU with the current torch thread count. ``--breakdown`` adds where the profile's time goes at
+the default block size (torch.profiler, self CPU time by operator kind).
+
+    python benchmarks/profile_blocks.py                     # head sizes 32 and 64
+    OMP_NUM_THREADS=1 python benchmarks/profile_blocks.py --breakdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from attnguide.efficient_attention import default_chunk_elements, query_weights, received_attention
+
+KINDS = {
+    "products": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
+    "softmax": ("aten::_softmax", "aten::_softmax_backward_data"),
+}
+
+
+def median_ms(step: Callable[[], None], repeats: int) -> float:
+    """Median wall time of ``step`` in ms, after one untimed call."""
+    step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1000
+
+
+def inputs(head_size: int, batch: int, heads: int, length: int) -> dict:
+    """Queries, keys, values, the boolean 4-D padding mask and the query weights of one call."""
+    generator = torch.Generator().manual_seed(0)
+    shape = (batch, heads, length, head_size)
+    q, k, v = (torch.randn(shape, generator=generator, requires_grad=True) for _ in range(3))
+    valid = torch.ones(batch, length)
+    valid[:, length - length // 5 :] = 0
+    mask = valid.bool()[:, None, None, :].expand(batch, 1, length, length)
+    return {"q": q, "k": k, "v": v, "mask": mask, "weights": query_weights(valid)}
+
+
+def sdpa_step(x: dict) -> Callable[[], None]:
+    def step() -> None:
+        out = torch.nn.functional.scaled_dot_product_attention(x["q"], x["k"], x["v"], attn_mask=x["mask"])
+        out.sum().backward()
+
+    return step
+
+
+def profile_step(x: dict, elements: int | None) -> Callable[[], None]:
+    def step() -> None:
+        profile = received_attention(x["q"], x["k"], x["mask"], x["weights"], chunk_elements=elements)
+        profile.square().sum().backward()
+
+    return step
+
+
+def breakdown(x: dict) -> dict[str, float]:
+    """Share of the profile's self CPU time by operator kind, at the default block size."""
+    step = profile_step(x, None)
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    shares = dict.fromkeys([*KINDS, "other"], 0.0)
+    for event in prof.key_averages():
+        kind = next((name for name, ops in KINDS.items() if event.key in ops), "other")
+        shares[kind] += event.self_cpu_time_total
+    total = sum(shares.values())
+    return {kind: value / total for kind, value in shares.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--head-sizes", nargs="+", type=int, default=[32, 64])
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--heads", type=int, default=12)
+    parser.add_argument("--length", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--breakdown", action="store_true", help="where the profile's time goes")
+    args = parser.parse_args()
+    default = default_chunk_elements(torch.device("cpu"))
+    print(f"torch threads {torch.get_num_threads()}; default block {default} scores")
+    print("| head size | SDPA fwd+bwd (ms) | " + " | ".join(f"2^{p}" for p in range(16, 23)) + " |")
+    print("|---:|---:|" + "---:|" * 7)
+    for head_size in args.head_sizes:
+        x = inputs(head_size, args.batch, args.heads, args.length)
+        sdpa = median_ms(sdpa_step(x), args.repeats)
+        cells = [median_ms(profile_step(x, 1 << p), args.repeats) for p in range(16, 23)]
+        print(f"| {head_size} | {sdpa:.0f} | " + " | ".join(f"{ms:.0f}" for ms in cells) + " |")
+        if args.breakdown:
+            shares = ", ".join(f"{kind} {share:.0%}" for kind, share in breakdown(x).items())
+            print(f"  profile time at head size {head_size}, default block: {shares}")
+
+
+if __name__ == "__main__":
+    main()
