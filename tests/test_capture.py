@@ -34,13 +34,16 @@ def tiny(family: str, **overrides) -> transformers.PreTrainedModel:
 
 
 def guided_step(model, capture, inputs, guide: GuideConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Profiles, and the gradient of the guiding term alone with respect to every weight."""
+    """Profiles, and the gradient of the guiding term alone with respect to every weight (zero for
+    weights it does not reach, such as the value projections, whichever way a route reports that)."""
     mask = inputs["attention_mask"]
     model.zero_grad()
     outputs = model(**inputs, **capture.forward_kwargs(mask))
     profiles = capture.profiles(outputs, mask)
     weighted_sum(guide_losses(profiles, mask, guide, capture.heads_per_layer), guide, step=1).backward()
-    grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+    grads = torch.cat(
+        [(torch.zeros_like(p) if p.grad is None else p.grad).flatten() for p in model.parameters()]
+    )
     return profiles.detach(), grads
 
 
@@ -73,7 +76,7 @@ def counted(function, calls: list):
 
 def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
     calls: list[str] = []
-    for name in ("received_attention", "math_attention_with_profile"):
+    for name in ("_profile_by_blocks", "math_attention_with_profile"):
         monkeypatch.setattr(efficient_attention, name, counted(getattr(efficient_attention, name), calls))
     guide = GuideConfig(layers="last:1", scope="per-layer")
     model = tiny("bert", num_hidden_layers=3)
@@ -82,7 +85,7 @@ def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
     assert calls == ["math_attention_with_profile"]
     calls.clear()
     (profiles, grads), (eager_profiles, eager_grads) = both_routes(model.eval(), guide, batch())
-    assert calls == ["received_attention"]
+    assert calls == ["_profile_by_blocks"]
     assert profiles.shape == (4, 4, 10)
     assert torch.allclose(profiles, eager_profiles, rtol=0, atol=1e-5)
     assert (grads - eager_grads).norm() <= 1e-4 * eager_grads.norm()
@@ -127,6 +130,26 @@ def test_received_attention_gradcheck() -> None:
     assert torch.autograd.gradcheck(
         lambda q, k: received_attention(q, k, mask, weights, 0.7, chunk_elements=2 * 2 * 5 * 2),
         (query, key),
+    )
+
+
+class Bidirectional(torch.nn.Module):
+    is_causal = False
+
+
+def test_sdpa_with_profile_gradcheck() -> None:
+    """Output and profile together: the widened-head backward gives both gradients exactly."""
+    g = torch.Generator().manual_seed(0)
+    query, key, value = (
+        torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)
+    )
+    valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    mask = valid[:, None, None, :].bool().expand(2, 1, 5, 5)
+    weights = query_weights(valid, torch.float64)
+    module, kwargs = Bidirectional(), {"scaling": 0.7, "dropout": 0.0}
+    assert torch.autograd.gradcheck(
+        lambda q, k, v: efficient_attention.SdpaWithProfile.apply(q, k, v, mask, weights, 20, module, kwargs),
+        (query, key, value),
     )
 
 

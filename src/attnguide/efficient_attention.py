@@ -2,9 +2,11 @@
 
 ``received_attention`` computes the SPEC profile of every head (attention each key receives,
 averaged over valid queries, before dropout) from the queries, keys and mask of one attention call.
-It loops over chunks of queries, so at most one chunk of scores exists at a time, and recomputes
-the chunks in the backward pass instead of saving them: the only tensors it keeps for the backward
-are the queries and keys, which the attention kernel keeps anyway.
+It loops over blocks of scores, so at most one block exists at a time, and recomputes the blocks in
+the backward pass instead of saving them: the only tensors it keeps for the backward are the
+queries and keys, which the attention kernel keeps anyway. ``SdpaWithProfile`` computes the profile
+the same way beside SDPA's output when attention dropout is off, and takes the gradients of both
+through one SDPA backward pass on heads widened by a column, instead of recomputing the blocks.
 
 ``guided_sdpa_attention`` is registered with transformers' attention interface under
 ``ATTENTION_NAME``: it returns PyTorch SDPA's output exactly as the ``sdpa`` implementation does and,
@@ -107,6 +109,30 @@ def _block_probabilities(
     return torch.softmax(scores, dim=-1, dtype=dtype).view(shape)
 
 
+def _profile_by_blocks(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    weights: torch.Tensor,
+    scaling: float,
+    chunk_elements: int,
+) -> tuple[torch.Tensor, list[Block]]:
+    """The profile Σ_q w[b, q] · P[b, h, q, k] [batch, heads, keys], one block of P at a time, and
+    the blocks it used."""
+    dtype = torch.promote_types(query.dtype, torch.float32)
+    batch, heads, queries, _ = query.shape
+    q, k = query.contiguous(), key.contiguous()
+    blocks = list(_blocks(batch, heads, queries, key.shape[-2], chunk_elements))
+    bias = _score_bias(mask, query.dtype)
+    profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
+    w = weights.to(dtype)[:, None, None, :]
+    for block in blocks:
+        rows, head_group, query_group = block
+        probs = _block_probabilities(q, k, bias, scaling, block, dtype)
+        profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
+    return profile, blocks
+
+
 class ReceivedAttention(torch.autograd.Function):
     """Σ_q w[b, q] · softmax(Q Kᵀ · scaling + bias)[b, h, q, k], accumulated block by block.
 
@@ -118,19 +144,9 @@ class ReceivedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, mask, weights, scaling, chunk_elements):
-        dtype = torch.promote_types(query.dtype, torch.float32)
-        batch, heads, queries, _ = query.shape
-        q, k = query.contiguous(), key.contiguous()
-        blocks = list(_blocks(batch, heads, queries, key.shape[-2], chunk_elements))
-        bias = _score_bias(mask, query.dtype)
-        profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
-        w = weights.to(dtype)[:, None, None, :]
-        for block in blocks:
-            rows, head_group, query_group = block
-            probs = _block_probabilities(q, k, bias, scaling, block, dtype)
-            profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
+        profile, ctx.blocks = _profile_by_blocks(query, key, mask, weights, scaling, chunk_elements)
         ctx.save_for_backward(query, key, mask, weights)
-        ctx.scaling, ctx.blocks = scaling, blocks
+        ctx.scaling = scaling
         return profile
 
     @staticmethod
@@ -196,6 +212,58 @@ def received_attention(
     if chunk_elements is None:
         chunk_elements = default_chunk_elements(query.device)
     return ReceivedAttention.apply(query, key, mask, weights, float(scaling), chunk_elements)
+
+
+def _gradient_columns(head_size: int, device: torch.device) -> int:
+    """Columns appended to the heads for ``SdpaWithProfile``'s backward: one, rounded up on an
+    accelerator so that the head size stays a multiple of 8, which its fused kernels require."""
+    if device.type == "cpu":
+        return 1
+    return -(head_size + 1) % 8 + 1
+
+
+def _widen(heads: torch.Tensor, column: torch.Tensor | None, extra: int) -> torch.Tensor:
+    """``heads`` [..., head size] with ``extra`` columns appended: ``column`` [...] (or zeros), then
+    zeros."""
+    appended = heads.new_zeros((*heads.shape[:-1], extra))
+    if column is not None:
+        appended[..., 0] = column
+    return torch.cat([heads, appended], -1)
+
+
+class SdpaWithProfile(torch.autograd.Function):
+    """SDPA's output of one attention call without dropout, and its profile; both gradients from one
+    SDPA backward pass.
+
+    The forward pass runs SDPA, keeping nothing for the backward, and the profile block by block (as
+    ``ReceivedAttention``). The profile's score gradient ``w_q · P ⊙ (G_k − Σ_k' P G_k')`` is the
+    softmax backward of ``dP = w_q G_k``, a rank-one term beside SDPA's own ``dP = dO Vᵀ``: with
+    ``G`` appended to the values as one more column, zeros to the queries and keys, and ``w`` to
+    the output gradient, SDPA's forward and backward on the widened heads give the query, key and
+    value gradients of both at once. The backward pass so recomputes the attention once instead of
+    the profile's blocks, and the elementwise work stays inside SDPA's fused kernel.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, mask, weights, chunk_elements, module, kwargs):
+        output, _ = sdpa_attention_forward(module, query, key, value, mask, **kwargs)
+        profile, _ = _profile_by_blocks(query, key, mask, weights, kwargs["scaling"], chunk_elements)
+        ctx.save_for_backward(query, key, value, mask, weights)
+        ctx.module, ctx.kwargs = module, kwargs
+        return output, profile
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_profile):
+        query, key, value, mask, weights = ctx.saved_tensors
+        extra = _gradient_columns(query.shape[-1], query.device)
+        with torch.enable_grad():
+            q, k, v = (tensor.detach().requires_grad_() for tensor in (query, key, value))
+            widened = (_widen(q, None, extra), _widen(k, None, extra), _widen(v, grad_profile, extra))
+            output, _ = sdpa_attention_forward(ctx.module, *widened, mask, **ctx.kwargs)
+            # the output is [batch, queries, heads, head size]; w weighs each query of every head
+            w = weights[:, :, None].expand(grad_output.shape[:-1])
+            grads = torch.autograd.grad(output, (q, k, v), _widen(grad_output, w, extra))
+        return (*grads, None, None, None, None, None)
 
 
 class ProfileRecorder:
@@ -277,8 +345,10 @@ def guided_sdpa_attention(
 ) -> tuple[torch.Tensor, None]:
     """The ``sdpa`` attention function, plus profiles for the recorder the forward call carries.
 
-    A guided layer's profile comes from ``received_attention`` beside SDPA's output, except on the
-    CPU with dropout on, where both come from ``math_attention_with_profile``.
+    A guided layer's output and profile come from ``SdpaWithProfile`` without attention dropout; with
+    it, from ``math_attention_with_profile`` on the CPU (SDPA's math kernel there keeps the map
+    anyway), else from SDPA beside ``received_attention`` (widening the heads cannot be combined with
+    dropout, which would drop the profile's gradient column too).
     """
     recorder: ProfileRecorder | None = kwargs.pop(RECORDER_KWARG, None)
     if recorder is None or not recorder.next_layer_is_guided(module, query, key, kwargs):
@@ -287,7 +357,12 @@ def guided_sdpa_attention(
     scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
     weights = recorder.query_weights(query)
     dropout = kwargs.get("dropout", 0.0)
-    if dropout > 0 and query.device.type == "cpu":
+    if dropout == 0:
+        chunk = recorder.chunk_elements or default_chunk_elements(query.device)
+        output, profile = SdpaWithProfile.apply(
+            query, key, value, attention_mask, weights, chunk, module, {**kwargs, "scaling": scaling}
+        )
+    elif query.device.type == "cpu":
         output, profile = math_attention_with_profile(
             query, key, value, attention_mask, weights, scaling, dropout
         )
