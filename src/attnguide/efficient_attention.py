@@ -17,6 +17,7 @@ happen, which is the layer order of an encoder; ALBERT and DistilBERT modules ha
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -80,33 +81,58 @@ def _score_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor |
     return mask.to(dtype)
 
 
+class _BlockBuffers:
+    """The scores and probabilities of one block, reused by every block of a pass.
+
+    Allocating them once per pass rather than once per block matters on the CPU: allocations of a
+    few MiB come as fresh pages from the system, and filling those costs about as much as the
+    softmax of the block itself (depending on the C library's allocation thresholds, which shift
+    while a process runs, so the same pass took anywhere from 17 to 47 ms).
+    """
+
+    def __init__(self, like: torch.Tensor, dtype: torch.dtype) -> None:
+        self.like, self.dtype = like, dtype
+        self.scores = self.probs = like.new_empty(0)
+
+    def views(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Scores [rows · heads, queries, keys] and probabilities ``shape`` for a block of ``shape``."""
+        size = math.prod(shape)
+        if size > self.scores.numel():
+            self.scores = self.like.new_empty(size)
+            self.probs = self.like.new_empty(size, dtype=self.dtype)
+        return self.scores[:size].view(-1, *shape[-2:]), self.probs[:size].view(shape)
+
+
 def _block_probabilities(
     query: torch.Tensor,
     key: torch.Tensor,
     bias: torch.Tensor | None,
     scaling: float,
     block: Block,
-    dtype: torch.dtype,
+    buffers: _BlockBuffers | None = None,
 ) -> torch.Tensor:
-    """softmax(Q Kᵀ · scaling + bias) of one block, in ``dtype``: [rows, heads, queries, keys].
+    """softmax(Q Kᵀ · scaling + bias) of one block: [rows, heads, queries, keys].
 
     ``query`` and ``key`` are contiguous [batch, heads, positions, head size]; ``bias`` comes from
     ``_score_bias`` in their dtype; its batch, head and query dimensions may be 1 (broadcast). The
     bias and the scaling go into the product itself (``baddbmm``), so that the scores are written
-    once; the softmax is taken in ``dtype``.
+    once. With ``buffers`` the softmax is taken in their dtype and written into them (overwritten
+    by the next block; no autograd); without, in the inputs' dtype, differentiably.
     """
     rows, heads, queries = block
     q, k = query[rows, heads, queries], key[rows, heads]
     shape = (*q.shape[:-1], k.shape[-2])
+    scores, probs = buffers.views(shape) if buffers is not None else (None, None)
     q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
     if bias is None:
-        scores = torch.bmm(q, k.transpose(-1, -2)).mul_(scaling)
+        scores = torch.bmm(q, k.transpose(-1, -2), out=scores).mul_(scaling)
     else:
         broadcast = zip(block, bias.shape[:3], strict=True)
         block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
         block_bias = block_bias.expand(*shape[:2], *block_bias.shape[-2:]).reshape(-1, *block_bias.shape[-2:])
-        scores = torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling)
-    return torch.softmax(scores, dim=-1, dtype=dtype).view(shape)
+        scores = torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling, out=scores)
+    dtype = query.dtype if probs is None else probs.dtype
+    return torch.softmax(scores.view(shape), dim=-1, dtype=dtype, out=probs)
 
 
 def _profile_by_blocks(
@@ -126,9 +152,10 @@ def _profile_by_blocks(
     bias = _score_bias(mask, query.dtype)
     profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
     w = weights.to(dtype)[:, None, None, :]
+    buffers = _BlockBuffers(q, dtype)
     for block in blocks:
         rows, head_group, query_group = block
-        probs = _block_probabilities(q, k, bias, scaling, block, dtype)
+        probs = _block_probabilities(q, k, bias, scaling, block, buffers)
         profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
     return profile, blocks
 
@@ -159,9 +186,10 @@ class ReceivedAttention(torch.autograd.Function):
         grad_query = torch.empty_like(q) if ctx.needs_input_grad[0] else None
         grad_key = torch.zeros_like(k, dtype=dtype) if ctx.needs_input_grad[1] else None
         bias = _score_bias(mask, query.dtype)
+        buffers = _BlockBuffers(q, dtype)
         for block in ctx.blocks:
             rows, head_group, query_group = block
-            probs = _block_probabilities(q, k, bias, ctx.scaling, block, dtype)
+            probs = _block_probabilities(q, k, bias, ctx.scaling, block, buffers)
             g_block = g[rows, head_group]
             received = torch.matmul(probs, g_block.transpose(-1, -2))
             grad_scores = (g_block - received).mul_(probs).to(query.dtype)
@@ -329,7 +357,7 @@ def math_attention_with_profile(
     taking the profile from that same map costs one reduction and keeps no extra map.
     """
     everything = (slice(None), slice(None), slice(None))
-    probs = _block_probabilities(query, key, _score_bias(mask, query.dtype), scaling, everything, query.dtype)
+    probs = _block_probabilities(query, key, _score_bias(mask, query.dtype), scaling, everything)
     profile = torch.einsum("bhqk,bq->bhk", probs.float(), weights)
     output = torch.matmul(torch.nn.functional.dropout(probs, p=dropout, training=True), value)
     return output.transpose(1, 2).contiguous(), profile
