@@ -1,10 +1,12 @@
 """Time the efficient capture's profile alone against PyTorch SDPA, by block size.
 
 One attention call's worth of work, forward and backward, on random queries and keys (batch 8,
-12 heads, n = 512, the last fifth of every sequence padded): PyTorch's SDPA output, and
-``received_attention`` with blocks of 2^16 to 2^22 scores. The median of several repeats, in ms, on
-the CPU with the current torch thread count. ``--breakdown`` adds where the profile's time goes at
-the default block size (torch.profiler, self CPU time by operator kind).
+12 heads, n = 512, the last fifth of every sequence padded): PyTorch's SDPA output; SDPA's output
+and the profile together, as guiding without attention dropout computes them
+(``sdpa_with_profile``, default block size); and ``received_attention`` alone, as the route with
+attention dropout on an accelerator uses it, with blocks of 2^16 to 2^22 scores. The median of
+several repeats, in ms, on the CPU with the current torch thread count. ``--breakdown`` adds where
+the profile's time goes at the default block size (torch.profiler, self CPU time by operator kind).
 
     python benchmarks/profile_blocks.py                     # head sizes 32 and 64
     OMP_NUM_THREADS=1 python benchmarks/profile_blocks.py --breakdown
@@ -19,7 +21,12 @@ from collections.abc import Callable
 
 import torch
 
-from attnguide.efficient_attention import default_chunk_elements, query_weights, received_attention
+from attnguide.efficient_attention import (
+    default_chunk_elements,
+    query_weights,
+    received_attention,
+    sdpa_with_profile,
+)
 
 KINDS = {
     "products": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),
@@ -57,6 +64,14 @@ def sdpa_step(x: dict) -> Callable[[], None]:
     return step
 
 
+def sdpa_with_profile_step(x: dict) -> Callable[[], None]:
+    def step() -> None:
+        out, profile = sdpa_with_profile(x["q"], x["k"], x["v"], x["mask"], x["weights"])
+        (out.sum() + profile.square().sum()).backward()
+
+    return step
+
+
 def profile_step(x: dict, elements: int | None) -> Callable[[], None]:
     def step() -> None:
         profile = received_attention(x["q"], x["k"], x["mask"], x["weights"], chunk_elements=elements)
@@ -90,13 +105,17 @@ def main() -> None:
     args = parser.parse_args()
     default = default_chunk_elements(torch.device("cpu"))
     print(f"torch threads {torch.get_num_threads()}; default block {default} scores")
-    print("| head size | SDPA fwd+bwd (ms) | " + " | ".join(f"2^{p}" for p in range(16, 23)) + " |")
-    print("|---:|---:|" + "---:|" * 7)
+    blocks = " | ".join(f"2^{p}" for p in range(16, 23))
+    print(f"| head size | SDPA fwd+bwd (ms) | SDPA with profile | profile alone: {blocks} |")
+    print("|---:|---:|---:|" + "---:|" * 7)
     for head_size in args.head_sizes:
         x = inputs(head_size, args.batch, args.heads, args.length)
         sdpa = median_ms(sdpa_step(x), args.repeats)
+        guided = median_ms(sdpa_with_profile_step(x), args.repeats)
         cells = [median_ms(profile_step(x, 1 << p), args.repeats) for p in range(16, 23)]
-        print(f"| {head_size} | {sdpa:.0f} | " + " | ".join(f"{ms:.0f}" for ms in cells) + " |")
+        print(
+            f"| {head_size} | {sdpa:.0f} | {guided:.0f} | " + " | ".join(f"{ms:.0f}" for ms in cells) + " |"
+        )
         if args.breakdown:
             shares = ", ".join(f"{kind} {share:.0%}" for kind, share in breakdown(x).items())
             print(f"  profile time at head size {head_size}, default block: {shares}")

@@ -15,7 +15,7 @@ from attnguide import GuideConfig, GuidedTrainer, efficient_attention
 from attnguide.capture import EfficientCapture, OutputAttentionsCapture, make_capture
 from attnguide.cli import build_parser
 from attnguide.config import ConfigError
-from attnguide.efficient_attention import ATTENTION_NAME, query_weights, received_attention
+from attnguide.efficient_attention import ATTENTION_NAME, query_weights, received_attention, sdpa_with_profile
 from attnguide.errors import AttentionCaptureError
 from attnguide.guide import guide_losses, weighted_sum
 
@@ -133,10 +133,6 @@ def test_received_attention_gradcheck() -> None:
     )
 
 
-class Bidirectional(torch.nn.Module):
-    is_causal = False
-
-
 def test_sdpa_with_profile_gradcheck() -> None:
     """Output and profile together: the widened-head backward gives both gradients exactly."""
     g = torch.Generator().manual_seed(0)
@@ -146,9 +142,8 @@ def test_sdpa_with_profile_gradcheck() -> None:
     valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
     mask = valid[:, None, None, :].bool().expand(2, 1, 5, 5)
     weights = query_weights(valid, torch.float64)
-    module, kwargs = Bidirectional(), {"scaling": 0.7, "dropout": 0.0}
     assert torch.autograd.gradcheck(
-        lambda q, k, v: efficient_attention.SdpaWithProfile.apply(q, k, v, mask, weights, 20, module, kwargs),
+        lambda q, k, v: sdpa_with_profile(q, k, v, mask, weights, 0.7, chunk_elements=20),
         (query, key, value),
     )
 

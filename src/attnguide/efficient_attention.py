@@ -124,8 +124,9 @@ def _block_probabilities(
     shape = (*q.shape[:-1], k.shape[-2])
     scores, probs = buffers.views(shape) if buffers is not None else (None, None)
     q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
-    if bias is None:
-        scores = torch.bmm(q, k.transpose(-1, -2), out=scores).mul_(scaling)
+    if bias is None:  # beta = 0: no bias read, and the scaling still inside the product
+        nothing = q.new_zeros(())
+        scores = torch.baddbmm(nothing, q, k.transpose(-1, -2), beta=0, alpha=scaling, out=scores)
     else:
         broadcast = zip(block, bias.shape[:3], strict=True)
         block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
@@ -292,6 +293,31 @@ class SdpaWithProfile(torch.autograd.Function):
             w = weights[:, :, None].expand(grad_output.shape[:-1])
             grads = torch.autograd.grad(output, (q, k, v), _widen(grad_output, w, extra))
         return (*grads, None, None, None, None, None)
+
+
+class _Bidirectional(torch.nn.Module):
+    """Stands in for a model's attention module where there is none: not causal, no grouped heads."""
+
+    is_causal = False
+
+
+def sdpa_with_profile(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    weights: torch.Tensor,
+    scaling: float | None = None,
+    chunk_elements: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SDPA's output [batch, positions, heads, head size] of a bidirectional attention call without
+    dropout, and its profile (as ``received_attention``), through ``SdpaWithProfile``."""
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    if chunk_elements is None:
+        chunk_elements = default_chunk_elements(query.device)
+    kwargs = {"scaling": float(scaling), "dropout": 0.0}
+    return SdpaWithProfile.apply(query, key, value, mask, weights, chunk_elements, _Bidirectional(), kwargs)
 
 
 class ProfileRecorder:
