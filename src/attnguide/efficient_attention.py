@@ -31,9 +31,9 @@ ATTENTION_NAME = "attnguide"
 RECORDER_KWARG = "attnguide_recorder"
 CPU_ELEMENTS_PER_THREAD = 1 << 18
 """Scores held per block on the CPU, per torch thread: each thread's 1 MiB share of a block stays in
-cache between the score product, the softmax and the reductions (``benchmarks/profile_blocks.py``:
-on one thread the profile is about 1.5 × faster than with 16 MiB blocks; on two, 2 MiB blocks are
-10 to 15 % faster than 1 MiB ones)."""
+cache between the score product, the softmax and the reductions (``benchmarks/profile_blocks.py``,
+head size 32: on one thread 101 ms against 128 with 16 MiB blocks; on two threads 56 ms with 2 MiB
+blocks against 68 with 1 MiB ones)."""
 ACCELERATOR_ELEMENTS = 1 << 22
 """Scores held per block on an accelerator, which wants fewer, larger blocks."""
 
@@ -86,8 +86,8 @@ class _BlockBuffers:
 
     Allocating them once per pass rather than once per block matters on the CPU: allocations of a
     few MiB come as fresh pages from the system, and filling those costs about as much as the
-    softmax of the block itself (depending on the C library's allocation thresholds, which shift
-    while a process runs, so the same pass took anywhere from 17 to 47 ms).
+    softmax of the block itself, depending on the C library's allocation thresholds, which shift
+    while a process runs.
     """
 
     def __init__(self, like: torch.Tensor, dtype: torch.dtype) -> None:
