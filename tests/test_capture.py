@@ -133,15 +133,16 @@ def test_received_attention_gradcheck() -> None:
     )
 
 
-def test_sdpa_with_profile_gradcheck() -> None:
+@pytest.mark.parametrize("padded", [True, False])
+def test_sdpa_with_profile_gradcheck(padded: bool) -> None:
     """Output and profile together: the widened-head backward gives both gradients exactly."""
     g = torch.Generator().manual_seed(0)
     query, key, value = (
         torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)
     )
     valid = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
-    mask = valid[:, None, None, :].bool().expand(2, 1, 5, 5)
-    weights = query_weights(valid, torch.float64)
+    mask = valid[:, None, None, :].bool().expand(2, 1, 5, 5) if padded else None
+    weights = query_weights(valid if padded else torch.ones(2, 5), torch.float64)
     assert torch.autograd.gradcheck(
         lambda q, k, v: sdpa_with_profile(q, k, v, mask, weights, 0.7, chunk_elements=20),
         (query, key, value),
