@@ -133,9 +133,11 @@ def test_received_attention_gradcheck() -> None:
     )
 
 
-@pytest.mark.parametrize("padded", [True, False])
-def test_sdpa_with_profile_gradcheck(padded: bool) -> None:
-    """Output and profile together: the widened-head backward gives both gradients exactly."""
+@pytest.mark.parametrize(("padded", "columns"), [(True, 1), (False, 1), (True, 8)])
+def test_sdpa_with_profile_gradcheck(padded: bool, columns: int, monkeypatch) -> None:
+    """Output and profile together: the widened-head backward gives both gradients exactly, also
+    with the heads widened by several columns as on an accelerator."""
+    monkeypatch.setattr(efficient_attention, "_gradient_columns", lambda head_size, device: columns)
     g = torch.Generator().manual_seed(0)
     query, key, value = (
         torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)
