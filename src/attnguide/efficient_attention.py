@@ -215,6 +215,17 @@ def default_chunk_elements(device: torch.device) -> int:
     return ACCELERATOR_ELEMENTS
 
 
+def _call_settings(
+    query: torch.Tensor, scaling: float | None, chunk_elements: int | None
+) -> tuple[float, int]:
+    """``scaling`` (default 1/√d) and ``chunk_elements`` (default ``default_chunk_elements``) for an
+    attention call on ``query``."""
+    scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
+    if chunk_elements is None:
+        chunk_elements = default_chunk_elements(query.device)
+    return scaling, chunk_elements
+
+
 def query_weights(attention_mask: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``m[b, q] / Σ_q m[b, q]`` from a 0/1 mask [batch, positions] (0 for an all-padding sequence)."""
     m = attention_mask.to(dtype)
@@ -236,11 +247,8 @@ def received_attention(
     [batch, queries] weighs the queries (see ``query_weights``); ``scaling`` defaults to 1/√d;
     ``chunk_elements`` bounds the scores held at a time (default: ``default_chunk_elements``).
     """
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    if chunk_elements is None:
-        chunk_elements = default_chunk_elements(query.device)
-    return ReceivedAttention.apply(query, key, mask, weights, float(scaling), chunk_elements)
+    scaling, chunk_elements = _call_settings(query, scaling, chunk_elements)
+    return ReceivedAttention.apply(query, key, mask, weights, scaling, chunk_elements)
 
 
 def _gradient_columns(head_size: int, device: torch.device) -> int:
@@ -312,11 +320,8 @@ def sdpa_with_profile(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDPA's output [batch, positions, heads, head size] of a bidirectional attention call without
     dropout, and its profile (as ``received_attention``), through ``SdpaWithProfile``."""
-    if scaling is None:
-        scaling = query.shape[-1] ** -0.5
-    if chunk_elements is None:
-        chunk_elements = default_chunk_elements(query.device)
-    kwargs = {"scaling": float(scaling), "dropout": 0.0}
+    scaling, chunk_elements = _call_settings(query, scaling, chunk_elements)
+    kwargs = {"scaling": scaling, "dropout": 0.0}
     return SdpaWithProfile.apply(query, key, value, mask, weights, chunk_elements, _Bidirectional(), kwargs)
 
 
@@ -407,12 +412,10 @@ def guided_sdpa_attention(
     recorder: ProfileRecorder | None = kwargs.pop(RECORDER_KWARG, None)
     if recorder is None or not recorder.next_layer_is_guided(module, query, key, kwargs):
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    scaling = kwargs.get("scaling")
-    scaling = query.shape[-1] ** -0.5 if scaling is None else float(scaling)
+    scaling, chunk = _call_settings(query, kwargs.get("scaling"), recorder.chunk_elements)
     weights = recorder.query_weights(query)
     dropout = kwargs.get("dropout", 0.0)
     if dropout == 0:
-        chunk = recorder.chunk_elements or default_chunk_elements(query.device)
         output, profile = SdpaWithProfile.apply(
             query, key, value, attention_mask, weights, chunk, module, {**kwargs, "scaling": scaling}
         )
@@ -421,7 +424,7 @@ def guided_sdpa_attention(
             query, key, value, attention_mask, weights, scaling, dropout
         )
     else:
-        profile = received_attention(query, key, attention_mask, weights, scaling, recorder.chunk_elements)
+        profile = received_attention(query, key, attention_mask, weights, scaling, chunk)
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     recorder.profiles.append(profile)
     return output, None
