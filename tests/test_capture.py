@@ -76,7 +76,7 @@ def counted(function, calls: list):
 
 def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
     calls: list[str] = []
-    for name in ("_profile_by_blocks", "math_attention_with_profile"):
+    for name in ("_profile_by_blocks", "_normalized_maps", "math_attention_with_profile"):
         monkeypatch.setattr(efficient_attention, name, counted(getattr(efficient_attention, name), calls))
     guide = GuideConfig(layers="last:1", scope="per-layer")
     model = tiny("bert", num_hidden_layers=3)
@@ -85,7 +85,7 @@ def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
     assert calls == ["math_attention_with_profile"]
     calls.clear()
     (profiles, grads), (eager_profiles, eager_grads) = both_routes(model.eval(), guide, batch())
-    assert calls == ["_profile_by_blocks"]
+    assert calls == ["_normalized_maps"] * 2  # the guided layer's forward and backward passes
     assert profiles.shape == (4, 4, 10)
     assert torch.allclose(profiles, eager_profiles, rtol=0, atol=1e-5)
     assert (grads - eager_grads).norm() <= 1e-4 * eager_grads.norm()
@@ -133,8 +133,19 @@ def test_received_attention_gradcheck() -> None:
     )
 
 
+@pytest.fixture(params=["cpu-flash", "portable"])
+def dropout_free_route(request, monkeypatch) -> str:
+    """Each route of attention without dropout: the CPU flash operators', and the portable one that
+    accelerators take (forced on the CPU by hiding the operators)."""
+    if request.param == "portable":
+        monkeypatch.setattr(efficient_attention, "_CPU_FLASH", None)
+    else:
+        assert efficient_attention._CPU_FLASH is not None, "this torch lacks the CPU flash operators"
+    return request.param
+
+
 @pytest.mark.parametrize(("padded", "columns"), [(True, 1), (False, 1), (True, 8)])
-def test_sdpa_with_profile_gradcheck(padded: bool, columns: int, monkeypatch) -> None:
+def test_sdpa_with_profile_gradcheck(padded: bool, columns: int, dropout_free_route, monkeypatch) -> None:
     """Output and profile together: the widened-head backward gives both gradients exactly, also
     with the heads widened by several columns as on an accelerator."""
     monkeypatch.setattr(efficient_attention, "_gradient_columns", lambda head_size, device: columns)
@@ -149,6 +160,22 @@ def test_sdpa_with_profile_gradcheck(padded: bool, columns: int, monkeypatch) ->
         lambda q, k, v: sdpa_with_profile(q, k, v, mask, weights, 0.7, chunk_elements=20),
         (query, key, value),
     )
+
+
+def test_dropout_free_routes_match_sdpa_and_eager_profiles(dropout_free_route) -> None:
+    """Float32, scores far from zero, padded queries, an all-padding sequence: the output is SDPA's,
+    the profile eager attention's."""
+    g = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(3, 2, 6, 4, generator=g) * 4 for _ in range(3))
+    valid = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0]])
+    mask = valid[:, None, None, :].bool().expand(3, 1, 6, 6)
+    output, profile = sdpa_with_profile(query, key, value, mask, query_weights(valid))
+    sdpa = torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=mask)
+    assert torch.allclose(output[:2], sdpa.transpose(1, 2)[:2], atol=1e-5)
+    scores = (query @ key.transpose(-1, -2) / 2).masked_fill(~mask, torch.finfo(torch.float32).min)
+    expected = torch.einsum("bhqk,bq->bhk", torch.softmax(scores, -1), query_weights(valid))
+    assert torch.allclose(profile, expected, atol=1e-6)
+    assert torch.all(profile[2] == 0)
 
 
 def test_cpu_dropout_path_matches_dropout_of_the_same_map() -> None:
@@ -259,6 +286,7 @@ def test_guided_trainer_with_efficient_capture_trains_like_eager_maps(tmp_path) 
         tmp_path,
         GuidedTrainer,
         tiny_bert(dropout=0.0),
+        optim="sgd",
         guide_config=GuideConfig(**guide, capture="efficient"),
     )
     assert trainer.capture.route == "efficient"
@@ -269,8 +297,9 @@ def test_guided_trainer_with_efficient_capture_trains_like_eager_maps(tmp_path) 
         tmp_path,
         GuidedTrainer,
         tiny_bert(dropout=0.0),
+        optim="sgd",
         guide_config=GuideConfig(**guide, capture="output-attentions"),
     )
-    _, plain = train(tmp_path, GuidedTrainer, tiny_bert(dropout=0.0))
-    # Adam magnifies the eager/SDPA rounding differences of tiny gradients; guiding moves far more
-    assert (efficient - eager).abs().max() < 0.02 * (efficient - plain).abs().max()
+    _, plain = train(tmp_path, GuidedTrainer, tiny_bert(dropout=0.0), optim="sgd")
+    # plain SGD: Adam would magnify the float rounding of gradients near zero into whole steps
+    assert (efficient - eager).abs().max() < 1e-3 * (efficient - plain).abs().max()

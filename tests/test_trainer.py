@@ -34,8 +34,10 @@ def toy_data(size: int = 16, length: int = 10) -> Dataset:
     )
 
 
-def train(tmp_path, trainer_class, model, batch_size=4, accumulation=1, **kwargs):
+def train(tmp_path, trainer_class, model, batch_size=4, accumulation=1, optim=None, **kwargs):
+    optimizer = {} if optim is None else {"optim": optim}
     args = TrainingArguments(
+        **optimizer,
         output_dir=str(tmp_path),
         report_to="none",
         max_steps=4,

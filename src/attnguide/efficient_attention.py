@@ -4,9 +4,11 @@
 averaged over valid queries, before dropout) from the queries, keys and mask of one attention call.
 It loops over blocks of scores, so at most one block exists at a time, and recomputes the blocks in
 the backward pass instead of saving them: the only tensors it keeps for the backward are the
-queries and keys, which the attention kernel keeps anyway. ``SdpaWithProfile`` computes the profile
-the same way beside SDPA's output when attention dropout is off, and takes the gradients of both
-through one SDPA backward pass on heads widened by a column, instead of recomputing the blocks.
+queries and keys, which the attention kernel keeps anyway. Without attention dropout the output
+and the profile come together, and the gradients of both from one backward pass of the attention
+kernel on heads widened by a column: on the CPU through the flash kernel's own operators, whose
+log-sum-exp turns each block of the profile into a product and a power of two
+(``CpuFlashWithProfile``), elsewhere through the public SDPA (``SdpaWithProfile``).
 
 ``guided_sdpa_attention`` is registered with transformers' attention interface under
 ``ATTENTION_NAME``: it returns PyTorch SDPA's output exactly as the ``sdpa`` implementation does and,
@@ -90,17 +92,48 @@ class _BlockBuffers:
     while a process runs.
     """
 
-    def __init__(self, like: torch.Tensor, dtype: torch.dtype) -> None:
+    def __init__(self, like: torch.Tensor, dtype: torch.dtype | None) -> None:
+        """Scores like ``like``; probabilities in ``dtype``, or none (``views`` then gives None)."""
         self.like, self.dtype = like, dtype
         self.scores = self.probs = like.new_empty(0)
 
-    def views(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    def views(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores [rows · heads, queries, keys] and probabilities ``shape`` for a block of ``shape``."""
         size = math.prod(shape)
         if size > self.scores.numel():
             self.scores = self.like.new_empty(size)
-            self.probs = self.like.new_empty(size, dtype=self.dtype)
-        return self.scores[:size].view(-1, *shape[-2:]), self.probs[:size].view(shape)
+            if self.dtype is not None:
+                self.probs = self.like.new_empty(size, dtype=self.dtype)
+        probs = self.probs[:size].view(shape) if self.dtype is not None else None
+        return self.scores[:size].view(-1, *shape[-2:]), probs
+
+
+def _block_scores(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    bias: torch.Tensor | None,
+    scaling: float,
+    block: Block,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Q Kᵀ · scaling + bias of one block: [rows · heads, queries, keys], written into ``out``.
+
+    ``query`` and ``key`` are contiguous [batch, heads, positions, head size]; ``bias`` comes from
+    ``_score_bias`` in their dtype; its batch, head and query dimensions may be 1 (broadcast). The
+    bias and the scaling go into the product itself (``baddbmm``), so that the scores are written
+    once.
+    """
+    rows, heads, queries = block
+    q, k = query[rows, heads, queries], key[rows, heads]
+    shape = (*q.shape[:-1], k.shape[-2])
+    q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
+    if bias is None:  # beta = 0: no bias read, and the scaling still inside the product
+        nothing = q.new_zeros(())
+        return torch.baddbmm(nothing, q, k.transpose(-1, -2), beta=0, alpha=scaling, out=out)
+    broadcast = zip(block, bias.shape[:3], strict=True)
+    block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
+    block_bias = block_bias.expand(*shape[:2], *block_bias.shape[-2:]).reshape(-1, *block_bias.shape[-2:])
+    return torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling, out=out)
 
 
 def _block_probabilities(
@@ -111,29 +144,28 @@ def _block_probabilities(
     block: Block,
     buffers: _BlockBuffers | None = None,
 ) -> torch.Tensor:
-    """softmax(Q Kᵀ · scaling + bias) of one block: [rows, heads, queries, keys].
+    """softmax(Q Kᵀ · scaling + bias) of one block: [rows, heads, queries, keys] (see ``_block_scores``).
 
-    ``query`` and ``key`` are contiguous [batch, heads, positions, head size]; ``bias`` comes from
-    ``_score_bias`` in their dtype; its batch, head and query dimensions may be 1 (broadcast). The
-    bias and the scaling go into the product itself (``baddbmm``), so that the scores are written
-    once. With ``buffers`` the softmax is taken in their dtype and written into them (overwritten
-    by the next block; no autograd); without, in the inputs' dtype, differentiably.
+    With ``buffers`` the softmax is taken in their dtype and written into them (overwritten by the
+    next block; no autograd); without, in the inputs' dtype, differentiably.
     """
     rows, heads, queries = block
-    q, k = query[rows, heads, queries], key[rows, heads]
-    shape = (*q.shape[:-1], k.shape[-2])
+    shape = (*query[rows, heads, queries].shape[:-1], key.shape[-2])
     scores, probs = buffers.views(shape) if buffers is not None else (None, None)
-    q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
-    if bias is None:  # beta = 0: no bias read, and the scaling still inside the product
-        nothing = q.new_zeros(())
-        scores = torch.baddbmm(nothing, q, k.transpose(-1, -2), beta=0, alpha=scaling, out=scores)
-    else:
-        broadcast = zip(block, bias.shape[:3], strict=True)
-        block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
-        block_bias = block_bias.expand(*shape[:2], *block_bias.shape[-2:]).reshape(-1, *block_bias.shape[-2:])
-        scores = torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling, out=scores)
+    scores = _block_scores(query, key, bias, scaling, block, scores)
     dtype = query.dtype if probs is None else probs.dtype
     return torch.softmax(scores.view(shape), dim=-1, dtype=dtype, out=probs)
+
+
+def _weighted_column_sums(
+    maps: Iterator[tuple[Block, torch.Tensor]], weights: torch.Tensor, profile: torch.Tensor
+) -> torch.Tensor:
+    """Add Σ_q w[b, q] · P[b, h, q, k] to ``profile`` [batch, heads, keys], from the blocks of P that
+    ``maps`` yields ([rows, heads, queries, keys] each), and return it."""
+    w = weights.to(profile.dtype)[:, None, None, :]
+    for (rows, head_group, query_group), probs in maps:
+        profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
+    return profile
 
 
 def _profile_by_blocks(
@@ -144,21 +176,17 @@ def _profile_by_blocks(
     scaling: float,
     chunk_elements: int,
 ) -> tuple[torch.Tensor, list[Block]]:
-    """The profile Σ_q w[b, q] · P[b, h, q, k] [batch, heads, keys], one block of P at a time, and
-    the blocks it used."""
+    """The profile Σ_q w[b, q] · P[b, h, q, k] [batch, heads, keys], one block of P (softmax of its
+    scores) at a time, and the blocks it used."""
     dtype = torch.promote_types(query.dtype, torch.float32)
     batch, heads, queries, _ = query.shape
     q, k = query.contiguous(), key.contiguous()
     blocks = list(_blocks(batch, heads, queries, key.shape[-2], chunk_elements))
     bias = _score_bias(mask, query.dtype)
-    profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
-    w = weights.to(dtype)[:, None, None, :]
     buffers = _BlockBuffers(q, dtype)
-    for block in blocks:
-        rows, head_group, query_group = block
-        probs = _block_probabilities(q, k, bias, scaling, block, buffers)
-        profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
-    return profile, blocks
+    maps = ((block, _block_probabilities(q, k, bias, scaling, block, buffers)) for block in blocks)
+    profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
+    return _weighted_column_sums(maps, weights, profile), blocks
 
 
 class ReceivedAttention(torch.autograd.Function):
@@ -259,18 +287,27 @@ def _gradient_columns(head_size: int, device: torch.device) -> int:
     return -(head_size + 1) % 8 + 1
 
 
-def _widen(heads: torch.Tensor, column: torch.Tensor | None, extra: int) -> torch.Tensor:
+def _widen(
+    heads: torch.Tensor,
+    column: torch.Tensor | float | None,
+    extra: int,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
     """``heads`` [..., head size] with ``extra`` columns appended: ``column`` [...] (or zeros), then
-    zeros."""
-    appended = heads.new_zeros((*heads.shape[:-1], extra))
+    zeros; contiguous, in ``dtype`` (default: that of ``heads``)."""
+    size = heads.shape[-1]
+    widened = heads.new_empty((*heads.shape[:-1], size + extra), dtype=dtype or heads.dtype)
+    widened[..., :size] = heads
     if column is not None:
-        appended[..., 0] = column
-    return torch.cat([heads, appended], -1)
+        widened[..., size] = column
+    if extra > (column is not None):
+        widened[..., size + (column is not None) :] = 0
+    return widened
 
 
 class SdpaWithProfile(torch.autograd.Function):
     """SDPA's output of one attention call without dropout, and its profile; both gradients from one
-    SDPA backward pass.
+    SDPA backward pass. The route wherever ``CpuFlashWithProfile`` is not (accelerators).
 
     The forward pass runs SDPA, keeping nothing for the backward, and the profile block by block (as
     ``ReceivedAttention``). The profile's score gradient ``w_q · P ⊙ (G_k − Σ_k' P G_k')`` is the
@@ -303,6 +340,125 @@ class SdpaWithProfile(torch.autograd.Function):
         return (*grads, None, None, None, None, None)
 
 
+def _cpu_flash_operators() -> tuple | None:
+    """PyTorch's CPU flash-attention forward and backward operators, which return and take the
+    log-sum-exp of each query's scores (what its public SDPA runs on the CPU without dropout), or
+    None where this torch has none."""
+    try:
+        return (
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward,
+        )
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_CPU_FLASH = _cpu_flash_operators()
+
+
+def _normalized_heads(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    mask: torch.Tensor | None,
+    lse: torch.Tensor,
+    weights: torch.Tensor,
+    scaling: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Q' = [Q · scaling, −lse] · log₂e, K' = [K, 1] and the mask's bias · log₂e, in float32 (float64
+    for float64 input), so that ``2 ** (Q' K'ᵀ + bias)`` is the attention map itself: one product and
+    one power of two per score, no softmax. ``lse`` [batch, heads, queries] is the log-sum-exp of
+    each query's scores. Powers of two, as PyTorch's ``exp`` on the CPU slows several-fold on scores
+    whose exponential underflows (masked keys). Queries of weight zero, or with no key to see, get
+    −∞ instead, which makes their rows of the map zero.
+    """
+    dtype = torch.promote_types(query.dtype, torch.float32)
+    usable = (weights[:, None, :] > 0) & (lse > torch.finfo(lse.dtype).min / 2)
+    q = _widen(query, torch.where(usable, -lse, -math.inf), 1, dtype)
+    q[..., :-1] *= scaling
+    q *= math.log2(math.e)
+    bias = _score_bias(mask, dtype)
+    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias * math.log2(math.e)
+
+
+def _normalized_maps(
+    query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None, chunk_elements: int
+) -> Iterator[tuple[Block, torch.Tensor]]:
+    """The blocks of the attention map [rows, heads, queries, keys] from ``_normalized_heads``'s
+    heads and bias, each written over the previous one."""
+    batch, heads, queries, _ = query.shape
+    buffers = _BlockBuffers(query, None)
+    for block in _blocks(batch, heads, queries, key.shape[-2], chunk_elements):
+        rows, head_group, query_group = block
+        shape = (*query[rows, head_group, query_group].shape[:-1], key.shape[-2])
+        scores, _ = buffers.views(shape)
+        yield block, _block_scores(query, key, bias, 1.0, block, scores).exp2_().view(shape)
+
+
+class CpuFlashWithProfile(torch.autograd.Function):
+    """``SdpaWithProfile`` on the CPU, through the flash kernel's own operators.
+
+    The forward operator also returns each query's log-sum-exp, which turns the profile's blocks
+    into one product and one exponential each (``_normalized_heads``), and the backward operator
+    takes the output and log-sum-exp instead of recomputing the forward: on the widened heads it
+    needs the widened output ``[O, P G]``, whose extra column one pass of blocks gives.
+    """
+
+    @staticmethod
+    def forward(ctx, query, key, value, mask, weights, scaling, chunk_elements):
+        flash_forward, _ = _CPU_FLASH
+        kernel_bias = _score_bias(mask, query.dtype)
+        output, lse = flash_forward(query, key, value, 0.0, False, attn_mask=kernel_bias, scale=scaling)
+        q, k, bias = _normalized_heads(query, key, mask, lse, weights, scaling)
+        profile = q.new_zeros((q.shape[0], q.shape[1], k.shape[-2]))
+        profile = _weighted_column_sums(_normalized_maps(q, k, bias, chunk_elements), weights, profile)
+        ctx.save_for_backward(query, key, value, mask, kernel_bias, weights, output, lse)
+        ctx.scaling, ctx.chunk_elements = scaling, chunk_elements
+        return output.transpose(1, 2).contiguous(), profile
+
+    @staticmethod
+    def backward(ctx, grad_output, grad_profile):
+        query, key, value, mask, kernel_bias, weights, output, lse = ctx.saved_tensors
+        _, flash_backward = _CPU_FLASH
+        q, k, bias = _normalized_heads(query, key, mask, lse, weights, ctx.scaling)
+        g = grad_profile.to(q.dtype)[..., None]
+        sent = lse.new_empty(lse.shape, dtype=q.dtype)  # Σ_k P[b, h, q, k] G[b, h, k]
+        for (rows, head_group, query_group), probs in _normalized_maps(q, k, bias, ctx.chunk_elements):
+            sent[rows, head_group, query_group] = torch.matmul(probs, g[rows, head_group]).squeeze(-1)
+        w = weights[:, None, :].expand(lse.shape)
+        grads = flash_backward(
+            _widen(grad_output.transpose(1, 2), w, 1),
+            _widen(query, None, 1),
+            _widen(key, None, 1),
+            _widen(value, grad_profile, 1),
+            _widen(output, sent, 1),
+            lse,
+            0.0,
+            False,
+            attn_mask=kernel_bias,
+            scale=ctx.scaling,
+        )
+        return (*(grad[..., :-1] for grad in grads), None, None, None, None)
+
+
+def _attention_with_profile(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    weights: torch.Tensor,
+    scaling: float,
+    chunk_elements: int,
+    module: torch.nn.Module,
+    kwargs: dict,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Output and profile of an attention call without dropout: ``CpuFlashWithProfile`` on the CPU
+    where torch has its operators, else ``SdpaWithProfile``."""
+    if query.device.type == "cpu" and _CPU_FLASH is not None:
+        return CpuFlashWithProfile.apply(query, key, value, mask, weights, scaling, chunk_elements)
+    kwargs = {**kwargs, "scaling": scaling}
+    return SdpaWithProfile.apply(query, key, value, mask, weights, chunk_elements, module, kwargs)
+
+
 class _Bidirectional(torch.nn.Module):
     """Stands in for a model's attention module where there is none: not causal, no grouped heads."""
 
@@ -321,8 +477,9 @@ def sdpa_with_profile(
     """SDPA's output [batch, positions, heads, head size] of a bidirectional attention call without
     dropout, and its profile (as ``received_attention``), through ``SdpaWithProfile``."""
     scaling, chunk_elements = _call_settings(query, scaling, chunk_elements)
-    kwargs = {"scaling": scaling, "dropout": 0.0}
-    return SdpaWithProfile.apply(query, key, value, mask, weights, chunk_elements, _Bidirectional(), kwargs)
+    return _attention_with_profile(
+        query, key, value, mask, weights, scaling, chunk_elements, _Bidirectional(), {"dropout": 0.0}
+    )
 
 
 class ProfileRecorder:
@@ -416,8 +573,8 @@ def guided_sdpa_attention(
     weights = recorder.query_weights(query)
     dropout = kwargs.get("dropout", 0.0)
     if dropout == 0:
-        output, profile = SdpaWithProfile.apply(
-            query, key, value, attention_mask, weights, chunk, module, {**kwargs, "scaling": scaling}
+        output, profile = _attention_with_profile(
+            query, key, value, attention_mask, weights, scaling, chunk, module, kwargs
         )
     elif query.device.type == "cpu":
         output, profile = math_attention_with_profile(
