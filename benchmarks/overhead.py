@@ -10,6 +10,10 @@ Four routes per model and shape, all measured in this one process:
   profiles computed chunk by chunk beside it; on the CPU with attention dropout, where SDPA runs
   its math kernel, from that kernel's map).
 
+``--routes`` picks some of them (``plain-sdpa`` is always measured, as the reference) or adds
+``guided-efficient-portable``: the efficient capture with PyTorch's CPU flash-attention operators
+hidden, so that a CPU without attention dropout takes the route that accelerators take.
+
 Models: the packaged MiniLM-L6-H384 and a randomly initialised BERT-base-sized encoder (12 layers,
 12 heads, hidden 768). Shapes: n = 128 with batch 32 and n = 512 with batch 8, every sequence full
 length. A step is forward, losses, backward and an AdamW update in training mode (dropout on;
@@ -52,12 +56,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from attnguide import GuideConfig
+from attnguide import GuideConfig, efficient_attention
 from attnguide.capture import make_capture
 from attnguide.guide import guide_losses, weighted_sum
 from attnguide.models import default_model_path
 
 ROUTES = ("plain-sdpa", "plain-eager", "guided-output-attentions", "guided-efficient")
+PORTABLE = "guided-efficient-portable"
 MODELS = ("minilm", "bert-base")
 SHAPES = ((128, 32), (512, 8))
 LABELS = ["a", "b", "c"]
@@ -108,15 +113,24 @@ class Route:
         self.model = copy.deepcopy(base).to(device).train()
         self.guide = None
         self.capture = None
+        self.portable = name == PORTABLE
         if name.startswith("plain-"):
             self.model.set_attn_implementation(name.removeprefix("plain-"))
         else:
-            self.guide = GuideConfig(capture=name.removeprefix("guided-"))
+            self.guide = GuideConfig(capture="efficient" if self.portable else name.removeprefix("guided-"))
             self.capture = make_capture(self.model, self.guide)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-5)
         self.autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def step(self, batch: dict) -> None:
+        cpu_flash = efficient_attention._CPU_FLASH
+        efficient_attention._CPU_FLASH = None if self.portable else cpu_flash
+        try:
+            self._step(batch)
+        finally:
+            efficient_attention._CPU_FLASH = cpu_flash
+
+    def _step(self, batch: dict) -> None:
         mask = batch["attention_mask"]
         with self.autocast:
             extra = self.capture.forward_kwargs(mask) if self.capture is not None else {}
@@ -209,7 +223,7 @@ def measure(
     """Every route on one model and shape: steps taken in turn, then one memory step each."""
     warmup, steps = args.warmup, args.steps
     base = build_model(model_name, attention_dropout=not args.no_attention_dropout)
-    routes = [Route(name, base, device, dtype) for name in ROUTES]
+    routes = [Route(name, base, device, dtype) for name in args.routes]
     del base
     batch = make_batch(routes[0].model, length, size, device)
     times: dict[str, list[float]] = {r.name: [] for r in routes}
@@ -268,6 +282,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--warmup", type=int, help="untimed steps per route (default 2; 1 with --quick)")
     parser.add_argument("--steps", type=int, help="timed steps per route (default 10; 2 with --quick)")
+    parser.add_argument(
+        "--routes", nargs="+", choices=[*ROUTES, PORTABLE], help="default: the four above; plain-sdpa always"
+    )
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even if there is one")
     parser.add_argument(
         "--no-attention-dropout",
@@ -277,6 +294,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", default="overhead.json", help="JSON results (default: overhead.json)")
     args = parser.parse_args(argv)
     args.models = args.models or (["minilm"] if args.quick else list(MODELS))
+    args.routes = ["plain-sdpa", *dict.fromkeys(r for r in args.routes or ROUTES if r != "plain-sdpa")]
     args.warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
     args.steps = args.steps if args.steps is not None else (2 if args.quick else 10)
     return args
@@ -295,7 +313,7 @@ def main(argv: list[str] | None = None) -> None:
         for model_name in args.models:
             for length, size in [(n, b) for n, b in SHAPES if args.lengths is None or n in args.lengths]:
                 results += measure(model_name, length, size, device, dtype, args)
-                print(table(results[-len(ROUTES) :]).split("\n", 2)[2], file=sys.stderr, flush=True)
+                print(table(results[-len(args.routes) :]).split("\n", 2)[2], file=sys.stderr, flush=True)
     print(table(results))
     report = {
         "command": " ".join([os.path.basename(sys.executable), *sys.argv]),

@@ -343,14 +343,18 @@ class SdpaWithProfile(torch.autograd.Function):
 def _cpu_flash_operators() -> tuple | None:
     """PyTorch's CPU flash-attention forward and backward operators, which return and take the
     log-sum-exp of each query's scores (what its public SDPA runs on the CPU without dropout), or
-    None where this torch has none."""
+    None where this torch has none. They are private, so one tiny call checks that their signatures
+    are the ones used here."""
     try:
-        return (
-            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
-            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward,
-        )
-    except (AttributeError, RuntimeError):
+        forward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+        backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
+        heads = torch.zeros(1, 1, 2, 8)
+        bias = torch.zeros(1, 1, 1, 2)
+        output, lse = forward(heads, heads, heads, 0.0, False, attn_mask=bias, scale=1.0)
+        backward(output, heads, heads, heads, output, lse, 0.0, False, attn_mask=bias, scale=1.0)
+    except (AttributeError, RuntimeError, TypeError):
         return None
+    return forward, backward
 
 
 _CPU_FLASH = _cpu_flash_operators()
@@ -373,11 +377,11 @@ def _normalized_heads(
     """
     dtype = torch.promote_types(query.dtype, torch.float32)
     usable = (weights[:, None, :] > 0) & (lse > torch.finfo(lse.dtype).min / 2)
-    q = _widen(query, torch.where(usable, -lse, -math.inf), 1, dtype)
-    q[..., :-1] *= scaling
-    q *= math.log2(math.e)
+    log2e = math.log2(math.e)
+    q = _widen(query, torch.where(usable, -lse * log2e, -math.inf), 1, dtype)
+    q[..., :-1] *= scaling * log2e
     bias = _score_bias(mask, dtype)
-    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias * math.log2(math.e)
+    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias * log2e
 
 
 def _normalized_maps(
