@@ -371,7 +371,7 @@ def _normalized_heads(
     """Q' = [Q · scaling, −lse] · log₂e, K' = [K, 1] and the mask's bias · log₂e, in float32 (float64
     for float64 input), so that ``2 ** (Q' K'ᵀ + bias)`` is the attention map itself: one product and
     one power of two per score, no softmax. ``lse`` [batch, heads, queries] is the log-sum-exp of
-    each query's scores. Powers of two, as PyTorch's ``exp`` on the CPU slows several-fold on scores
+    each query's scores. Powers of two, as PyTorch's ``exp`` on the CPU is much slower on scores
     whose exponential underflows (masked keys). Queries of weight zero, or with no key to see, get
     −∞ instead, which makes their rows of the map zero.
     """
@@ -402,7 +402,7 @@ class CpuFlashWithProfile(torch.autograd.Function):
     """``SdpaWithProfile`` on the CPU, through the flash kernel's own operators.
 
     The forward operator also returns each query's log-sum-exp, which turns the profile's blocks
-    into one product and one exponential each (``_normalized_heads``), and the backward operator
+    into one product and one power of two each (``_normalized_heads``), and the backward operator
     takes the output and log-sum-exp instead of recomputing the forward: on the widened heads it
     needs the widened output ``[O, P G]``, whose extra column one pass of blocks gives.
     """
@@ -479,7 +479,8 @@ def sdpa_with_profile(
     chunk_elements: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SDPA's output [batch, positions, heads, head size] of a bidirectional attention call without
-    dropout, and its profile (as ``received_attention``), through ``SdpaWithProfile``."""
+    dropout, and its profile (as ``received_attention``), by the route ``_attention_with_profile``
+    picks."""
     scaling, chunk_elements = _call_settings(query, scaling, chunk_elements)
     return _attention_with_profile(
         query, key, value, mask, weights, scaling, chunk_elements, _Bidirectional(), {"dropout": 0.0}
