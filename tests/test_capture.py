@@ -178,8 +178,10 @@ def test_dropout_free_routes_match_sdpa_and_eager_profiles(dropout_free_route) -
     assert torch.all(profile[2] == 0)
 
 
-def test_dropout_free_routes_in_bfloat16_follow_float32(dropout_free_route) -> None:
-    """Half-precision heads (CPU autocast) keep the profile in float32 and the gradients close."""
+@pytest.mark.parametrize("autocast", [False, True])
+def test_dropout_free_routes_in_bfloat16_follow_float32(autocast: bool, dropout_free_route) -> None:
+    """Half-precision heads, also under CPU autocast as users run it, keep the profile in float32
+    and the gradients close."""
     g = torch.Generator().manual_seed(0)
     heads = [torch.randn(2, 3, 16, 8, generator=g, requires_grad=True) for _ in range(3)]
     valid = torch.ones(2, 16)
@@ -187,13 +189,14 @@ def test_dropout_free_routes_in_bfloat16_follow_float32(dropout_free_route) -> N
     mask, weights = valid.bool()[:, None, None, :].expand(2, 1, 16, 16), query_weights(valid)
     direction = torch.randn(2, 3, 16, generator=g)
 
-    def run(tensors):
-        output, profile = sdpa_with_profile(*tensors, mask, weights)
-        loss = output.float().sum() + (profile * direction).sum()
+    def run(tensors, enabled=False):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled):
+            output, profile = sdpa_with_profile(*tensors, mask, weights)
+            loss = output.float().sum() + (profile * direction).sum()
         return profile, torch.autograd.grad(loss, tensors)
 
     profile, grads = run(heads)
-    half_profile, half_grads = run([x.detach().bfloat16().requires_grad_() for x in heads])
+    half_profile, half_grads = run([x.detach().bfloat16().requires_grad_() for x in heads], autocast)
     assert half_profile.dtype == torch.float32
     assert torch.allclose(half_profile, profile, atol=2e-3)
     for full, half in zip(grads, half_grads, strict=True):
