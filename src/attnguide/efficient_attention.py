@@ -108,6 +108,12 @@ class _BlockBuffers:
         return self.scores[:size].view(-1, *shape[-2:]), probs
 
 
+def _block_shape(query: torch.Tensor, key: torch.Tensor, block: Block) -> tuple[int, ...]:
+    """[rows, heads, queries, keys] of ``block``'s scores."""
+    rows, heads, queries = block
+    return (*query[rows, heads, queries].shape[:-1], key.shape[-2])
+
+
 def _block_scores(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -124,8 +130,8 @@ def _block_scores(
     once.
     """
     rows, heads, queries = block
+    shape = _block_shape(query, key, block)
     q, k = query[rows, heads, queries], key[rows, heads]
-    shape = (*q.shape[:-1], k.shape[-2])
     q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
     if bias is None:  # beta = 0: no bias read, and the scaling still inside the product
         nothing = q.new_zeros(())
@@ -149,8 +155,7 @@ def _block_probabilities(
     With ``buffers`` the softmax is taken in their dtype and written into them (overwritten by the
     next block; no autograd); without, in the inputs' dtype, differentiably.
     """
-    rows, heads, queries = block
-    shape = (*query[rows, heads, queries].shape[:-1], key.shape[-2])
+    shape = _block_shape(query, key, block)
     scores, probs = buffers.views(shape) if buffers is not None else (None, None)
     scores = _block_scores(query, key, bias, scaling, block, scores)
     dtype = query.dtype if probs is None else probs.dtype
@@ -363,25 +368,25 @@ _CPU_FLASH = _cpu_flash_operators()
 def _normalized_heads(
     query: torch.Tensor,
     key: torch.Tensor,
-    mask: torch.Tensor | None,
+    bias: torch.Tensor | None,
     lse: torch.Tensor,
     weights: torch.Tensor,
     scaling: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Q' = [Q · scaling, −lse] · log₂e, K' = [K, 1] and the mask's bias · log₂e, in float32 (float64
+    """Q' = [Q · scaling, −lse] · log₂e, K' = [K, 1] and ``bias`` · log₂e, in float32 (float64
     for float64 input), so that ``2 ** (Q' K'ᵀ + bias)`` is the attention map itself: one product and
     one power of two per score, no softmax. ``lse`` [batch, heads, queries] is the log-sum-exp of
-    each query's scores. Powers of two, as PyTorch's ``exp`` on the CPU is much slower on scores
-    whose exponential underflows (masked keys). Queries of weight zero, or with no key to see, get
-    −∞ instead, which makes their rows of the map zero.
+    each query's scores; ``bias`` the additive mask the kernel was given (``_score_bias``). Powers
+    of two, as PyTorch's ``exp`` on the CPU is much slower on scores whose exponential underflows
+    (masked keys). Queries of weight zero, or with no key to see, get −∞ instead, which makes their
+    rows of the map zero.
     """
     dtype = torch.promote_types(query.dtype, torch.float32)
     usable = (weights[:, None, :] > 0) & (lse > torch.finfo(lse.dtype).min / 2)
     log2e = math.log2(math.e)
     q = _widen(query, torch.where(usable, -lse * log2e, -math.inf), 1, dtype)
     q[..., :-1] *= scaling * log2e
-    bias = _score_bias(mask, dtype)
-    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias * log2e
+    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias.to(dtype) * log2e
 
 
 def _normalized_maps(
@@ -392,8 +397,7 @@ def _normalized_maps(
     batch, heads, queries, _ = query.shape
     buffers = _BlockBuffers(query, None)
     for block in _blocks(batch, heads, queries, key.shape[-2], chunk_elements):
-        rows, head_group, query_group = block
-        shape = (*query[rows, head_group, query_group].shape[:-1], key.shape[-2])
+        shape = _block_shape(query, key, block)
         scores, _ = buffers.views(shape)
         yield block, _block_scores(query, key, bias, 1.0, block, scores).exp2_().view(shape)
 
@@ -412,18 +416,18 @@ class CpuFlashWithProfile(torch.autograd.Function):
         flash_forward, _ = _CPU_FLASH
         kernel_bias = _score_bias(mask, query.dtype)
         output, lse = flash_forward(query, key, value, 0.0, False, attn_mask=kernel_bias, scale=scaling)
-        q, k, bias = _normalized_heads(query, key, mask, lse, weights, scaling)
+        q, k, bias = _normalized_heads(query, key, kernel_bias, lse, weights, scaling)
         profile = q.new_zeros((q.shape[0], q.shape[1], k.shape[-2]))
         profile = _weighted_column_sums(_normalized_maps(q, k, bias, chunk_elements), weights, profile)
-        ctx.save_for_backward(query, key, value, mask, kernel_bias, weights, output, lse)
+        ctx.save_for_backward(query, key, value, kernel_bias, weights, output, lse)
         ctx.scaling, ctx.chunk_elements = scaling, chunk_elements
         return output.transpose(1, 2).contiguous(), profile
 
     @staticmethod
     def backward(ctx, grad_output, grad_profile):
-        query, key, value, mask, kernel_bias, weights, output, lse = ctx.saved_tensors
+        query, key, value, kernel_bias, weights, output, lse = ctx.saved_tensors
         _, flash_backward = _CPU_FLASH
-        q, k, bias = _normalized_heads(query, key, mask, lse, weights, ctx.scaling)
+        q, k, bias = _normalized_heads(query, key, kernel_bias, lse, weights, ctx.scaling)
         g = grad_profile.to(q.dtype)[..., None]
         sent = lse.new_empty(lse.shape, dtype=q.dtype)  # Σ_k P[b, h, q, k] G[b, h, k]
         for (rows, head_group, query_group), probs in _normalized_maps(q, k, bias, ctx.chunk_elements):
