@@ -56,8 +56,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
-from attnguide import GuideConfig, efficient_attention
+from attnguide import GuideConfig
 from attnguide.capture import make_capture
+from attnguide.efficient_attention import portable_route
 from attnguide.guide import guide_losses, weighted_sum
 from attnguide.models import default_model_path
 
@@ -123,16 +124,8 @@ class Route:
         self.autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
     def step(self, batch: dict) -> None:
-        cpu_flash = efficient_attention._CPU_FLASH
-        efficient_attention._CPU_FLASH = None if self.portable else cpu_flash
-        try:
-            self._step(batch)
-        finally:
-            efficient_attention._CPU_FLASH = cpu_flash
-
-    def _step(self, batch: dict) -> None:
         mask = batch["attention_mask"]
-        with self.autocast:
+        with self.autocast, portable_route(self.portable):
             extra = self.capture.forward_kwargs(mask) if self.capture is not None else {}
             outputs = self.model(**batch, **extra)
             loss = outputs.loss

@@ -22,9 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from attnguide import efficient_attention
 from attnguide.efficient_attention import (
     default_chunk_elements,
+    portable_route,
     query_weights,
     received_attention,
     sdpa_with_profile,
@@ -70,15 +70,11 @@ def sdpa_step(x: dict) -> Callable[[], None]:
 
 def sdpa_with_profile_step(x: dict, portable: bool = False) -> Callable[[], None]:
     """``sdpa_with_profile``, by the portable route where ``portable`` (the CPU operators hidden)."""
-    cpu_flash = efficient_attention._CPU_FLASH
 
     def step() -> None:
-        efficient_attention._CPU_FLASH = None if portable else cpu_flash
-        try:
+        with portable_route(portable):
             out, profile = sdpa_with_profile(x["q"], x["k"], x["v"], x["mask"], x["weights"])
             (out.sum() + profile.square().sum()).backward()
-        finally:
-            efficient_attention._CPU_FLASH = cpu_flash
 
     return step
 

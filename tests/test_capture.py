@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -134,14 +135,33 @@ def test_received_attention_gradcheck() -> None:
 
 
 @pytest.fixture(params=["cpu-flash", "portable"])
-def dropout_free_route(request, monkeypatch) -> str:
+def dropout_free_route(request) -> Iterator[str]:
     """Each route of attention without dropout: the CPU flash operators', and the portable one that
-    accelerators take (forced on the CPU by hiding the operators)."""
-    if request.param == "portable":
-        monkeypatch.setattr(efficient_attention, "_CPU_FLASH", None)
-    else:
-        assert efficient_attention._CPU_FLASH is not None, "this torch lacks the CPU flash operators"
-    return request.param
+    accelerators take (forced on the CPU by ``portable_route``)."""
+    assert efficient_attention._CPU_FLASH is not None, "this torch lacks the CPU flash operators"
+    with efficient_attention.portable_route(request.param == "portable"):
+        yield request.param
+
+
+def test_portable_route_switches_the_cpu_route_and_restores_it(monkeypatch) -> None:
+    calls: list[str] = []
+    for route in (efficient_attention.SdpaWithProfile, efficient_attention.CpuFlashWithProfile):
+
+        def recorded(*args, route=route, apply=route.apply):
+            calls.append(route.__name__)
+            return apply(*args)
+
+        monkeypatch.setattr(route, "apply", recorded)
+    heads = torch.randn(1, 2, 4, 8)
+    weights = query_weights(torch.ones(1, 4))
+    sdpa_with_profile(heads, heads, heads, None, weights)
+    with efficient_attention.portable_route():
+        sdpa_with_profile(heads, heads, heads, None, weights)
+    with efficient_attention.portable_route(enabled=False):
+        sdpa_with_profile(heads, heads, heads, None, weights)
+    sdpa_with_profile(heads, heads, heads, None, weights)
+    cpu, portable = "CpuFlashWithProfile", "SdpaWithProfile"
+    assert calls == [cpu, portable, cpu, cpu]
 
 
 @pytest.mark.parametrize(("padded", "columns"), [(True, 1), (False, 1), (True, 8)])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from transformers import AttentionInterface, AttentionMaskInterface
@@ -363,6 +364,19 @@ def _cpu_flash_operators() -> tuple | None:
 
 
 _CPU_FLASH = _cpu_flash_operators()
+
+
+@contextmanager
+def portable_route(enabled: bool = True) -> Iterator[None]:
+    """Within it (where ``enabled``), attention without dropout takes the portable route on the CPU
+    too, as on an accelerator: for benchmarks and tests that compare the two routes."""
+    global _CPU_FLASH
+    cpu_flash = _CPU_FLASH
+    _CPU_FLASH = None if enabled else cpu_flash
+    try:
+        yield
+    finally:
+        _CPU_FLASH = cpu_flash
 
 
 def _normalized_heads(
