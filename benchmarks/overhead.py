@@ -16,10 +16,11 @@ hidden, so that a CPU without attention dropout takes the route that accelerator
 
 Models: the packaged MiniLM-L6-H384 and a randomly initialised BERT-base-sized encoder (12 layers,
 12 heads, hidden 768). Shapes: n = 128 with batch 32 and n = 512 with batch 8, every sequence full
-length. A step is forward, losses, backward and an AdamW update in training mode (dropout on;
-``--no-attention-dropout`` turns attention dropout off, so that SDPA runs its fused kernel on the
-CPU too). Devices: the CPU, and a CUDA GPU when there is one (bf16 autocast there, as users would
-run it).
+length, or with ``--padded`` of a random length from n/2 to n, the first one n (a batch padded to its
+longest sequence, as dynamic padding makes them). A step is forward, losses, backward and an AdamW
+update in training mode (dropout on; ``--no-attention-dropout`` turns attention dropout off, so that
+SDPA runs its fused kernel on the CPU too). Devices: the CPU, and a CUDA GPU when there is one (bf16
+autocast there, as users would run it).
 
 Time is the median over the timed steps, after warm-up. The routes take their steps in turn, one
 round at a time, and a route's time ratio is the median over rounds of its step time over
@@ -96,12 +97,21 @@ def build_model(name: str, attention_dropout: bool) -> transformers.PreTrainedMo
     return BertForSequenceClassification(BertConfig(**settings))
 
 
-def make_batch(model: transformers.PreTrainedModel, length: int, size: int, device: torch.device) -> dict:
+def make_batch(
+    model: transformers.PreTrainedModel, length: int, size: int, device: torch.device, padded: bool
+) -> dict:
+    """Random token ids; full length, or (``padded``) of random lengths from n/2 to n, the first n."""
     g = torch.Generator().manual_seed(1)
     ids = torch.randint(1000, model.config.vocab_size, (size, length), generator=g)
+    mask = torch.ones_like(ids)
+    if padded:
+        lengths = torch.randint(length // 2, length + 1, (size,), generator=g)
+        lengths[0] = length
+        mask = (torch.arange(length) < lengths[:, None]).long()
+        ids = ids.masked_fill(mask == 0, model.config.pad_token_id or 0)
     return {
         "input_ids": ids.to(device),
-        "attention_mask": torch.ones_like(ids).to(device),
+        "attention_mask": mask.to(device),
         "labels": torch.randint(0, len(LABELS), (size,), generator=g).to(device),
     }
 
@@ -218,7 +228,7 @@ def measure(
     base = build_model(model_name, attention_dropout=not args.no_attention_dropout)
     routes = [Route(name, base, device, dtype) for name in args.routes]
     del base
-    batch = make_batch(routes[0].model, length, size, device)
+    batch = make_batch(routes[0].model, length, size, device, args.padded)
     times: dict[str, list[float]] = {r.name: [] for r in routes}
     for i in range(warmup + steps):
         for route in routes:
@@ -284,6 +294,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="attention dropout 0 (on the CPU, SDPA then runs its fused kernel instead of its math one)",
     )
+    parser.add_argument(
+        "--padded", action="store_true", help="sequences of random lengths from n/2 to n (default: all n)"
+    )
     parser.add_argument("--output", default="overhead.json", help="JSON results (default: overhead.json)")
     args = parser.parse_args(argv)
     args.models = args.models or (["minilm"] if args.quick else list(MODELS))
@@ -315,6 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         "warmup": args.warmup,
         "steps": args.steps,
         "attention_dropout": not args.no_attention_dropout,
+        "padded": args.padded,
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),

@@ -110,15 +110,102 @@ def test_unpadded_batch_and_additive_masks_give_the_same_profiles() -> None:
     assert torch.allclose(received_attention(query, key, None, query_weights(full)), unmasked, atol=1e-6)
 
 
+SPANS = [
+    (slice(0, 7), slice(0, 5)),
+    (slice(0, 7), slice(0, 5)),
+    (slice(1, 4), slice(2, 5)),
+    (slice(3, 3), slice(0, 5)),
+]
+
+
+@pytest.mark.parametrize("spans", [None, SPANS], ids=["all", "spans"])
 @pytest.mark.parametrize("elements", [1, 6, 35, 70, 105, 500, 10_000])
-def test_blocks_cover_every_score_once_within_the_budget(elements: int) -> None:
-    batch, heads, queries, keys = 3, 5, 7, 5
-    seen = torch.zeros(batch, heads, queries, dtype=torch.long)
-    for rows, head_group, query_group in efficient_attention._blocks(batch, heads, queries, keys, elements):
-        block = seen[rows, head_group, query_group]
-        assert block.numel() * keys <= max(elements, keys)  # never less than one query
-        seen[rows, head_group, query_group] += 1
-    assert torch.equal(seen, torch.ones_like(seen))
+def test_blocks_cover_every_score_once_within_the_budget(elements: int, spans) -> None:
+    batch, heads, queries, keys = 4, 5, 7, 5
+    seen = torch.zeros(batch, heads, queries, keys, dtype=torch.long)
+    for block in efficient_attention._blocks(batch, heads, queries, keys, elements, spans):
+        assert seen[block].numel() <= max(elements, keys)  # never less than one query
+        seen[block] += 1
+    expected = torch.zeros_like(seen)
+    for row, (query_span, key_span) in enumerate(spans or [(slice(None), slice(None))] * batch):
+        expected[row, :, query_span, key_span] = 1
+    assert torch.equal(seen, expected)
+
+
+def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside() -> None:
+    valid = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 1, 0], [0, 0, 0, 0, 0]])
+    heads = torch.zeros(4, 2, 5, 3)
+    padding = efficient_attention._score_bias(valid.bool()[:, None, None, :], torch.float32)
+
+    def covered(rows: slice, bias, weights) -> tuple[torch.Tensor, bool]:
+        blocks, masked = efficient_attention._visible_blocks(heads[rows], heads[rows], bias, weights, 10)
+        seen = torch.zeros(2, 2, 5, 5, dtype=torch.long)
+        for block in blocks:
+            seen[block] += 1
+        return seen, masked
+
+    def spans(*row_spans) -> torch.Tensor:
+        expected = torch.zeros(2, 2, 5, 5, dtype=torch.long)
+        for row, (query_span, key_span) in enumerate(row_spans):
+            expected[row, :, query_span, key_span] = 1
+        return expected
+
+    right_left = query_weights(valid[:2])
+    seen, masked = covered(slice(0, 2), padding[:2], right_left)
+    assert not masked and torch.equal(seen, spans((slice(0, 3),) * 2, (slice(2, 5),) * 2))
+    seen, masked = covered(slice(2, 4), padding[2:], query_weights(valid[2:]))  # key 1 hidden inside
+    assert masked and torch.equal(seen, spans((slice(0, 4),) * 2, (slice(0, 0), slice(0, 0))))
+    by_query = padding[:2].expand(2, 1, 5, 5).clone()
+    seen, masked = covered(slice(0, 2), by_query, right_left)
+    assert masked and torch.equal(seen, spans((slice(0, 3), slice(0, 5)), (slice(2, 5), slice(0, 5))))
+    seen, masked = covered(slice(0, 2), None, query_weights(torch.ones(2, 5)))
+    assert not masked and torch.equal(seen, spans((slice(0, 5),) * 2, (slice(0, 5),) * 2))
+
+
+def padding(*rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    valid = torch.tensor(rows)
+    return valid.bool()[:, None, None, :], valid
+
+
+MASKS = {  # mask [batch, 1, queries | 1, keys] with True = attend, and the queries that count
+    "right and left padding, all-padding row": padding([1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [0] * 6),
+    "a hidden key inside": padding([1, 0, 1, 1, 1, 0], [1] * 6, [1, 1, 0, 0, 1, 1]),
+    "by query": (torch.ones(3, 1, 6, 6).tril(1).bool(), torch.ones(3, 6, dtype=torch.long)),
+}
+
+
+@pytest.mark.parametrize("name", MASKS)
+def test_routes_match_eager_attention_under_any_mask(name: str, dropout_free_route) -> None:
+    """Outputs, profiles and all gradients against dense eager attention (float64), where the blocks
+    skip padded queries and keys, keep a mask that hides a key inside, or keep every key."""
+    g = torch.Generator().manual_seed(0)
+    heads = [torch.randn(3, 2, 6, 4, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)]
+    mask, valid = MASKS[name]
+    mask = mask.expand(3, 1, 6, 6)
+    weights = query_weights(valid, torch.float64)
+    seen = valid[:, :, None, None]  # the output of an all-padding sequence is SDPA's choice
+    directions = (
+        torch.randn(3, 6, 2, 4, dtype=torch.float64, generator=g) * seen,
+        torch.randn(3, 2, 6, dtype=torch.float64, generator=g),
+    )
+
+    def eager(q, k, v):
+        scores = (q @ k.transpose(-1, -2) * 0.7).masked_fill(~mask, torch.finfo(torch.float64).min)
+        probs = torch.softmax(scores, -1)
+        return (probs @ v).transpose(1, 2), torch.einsum("bhqk,bq->bhk", probs, weights)
+
+    def results(output, profile) -> list[torch.Tensor]:
+        loss = (output * directions[0]).sum() + (profile * directions[1]).sum()
+        return [output * seen, profile, *torch.autograd.grad(loss, heads)]
+
+    got = results(*sdpa_with_profile(*heads, mask, weights, 0.7, chunk_elements=30))
+    expected = results(*eager(*heads))
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(got, expected, strict=True))
+    profile = received_attention(*heads[:2], mask, weights, 0.7, chunk_elements=7)
+    grads = torch.autograd.grad((profile * directions[1]).sum(), heads[:2])
+    expected_grads = torch.autograd.grad((eager(*heads)[1] * directions[1]).sum(), heads[:2])
+    assert torch.allclose(profile, expected[1], atol=1e-10)
+    assert all(torch.allclose(a, b, atol=1e-10) for a, b in zip(grads, expected_grads, strict=True))
 
 
 def test_received_attention_gradcheck() -> None:

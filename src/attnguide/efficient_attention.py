@@ -19,6 +19,7 @@ happen, which is the layer order of an encoder; ALBERT and DistilBERT modules ha
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,32 +43,91 @@ ACCELERATOR_ELEMENTS = 1 << 22
 
 _UNSUPPORTED_KWARGS = ("position_bias", "softcap", "sliding_window", "s_aux")
 
-Block = tuple[slice, slice, slice]
+Block = tuple[slice, slice, slice, slice]
+"""The (batch rows, heads, queries, keys) of one block of scores."""
+Span = tuple[slice, slice]
+"""The queries and keys of one batch row that its profile needs (see ``_visible_blocks``)."""
 
 
-def _blocks(batch: int, heads: int, queries: int, keys: int, elements: int) -> Iterator[Block]:
-    """(batch, heads, queries) slices that cover the scores in blocks of at most ``elements``.
+def _blocks(
+    batch: int, heads: int, queries: int, keys: int, elements: int, spans: Sequence[Span] | None = None
+) -> Iterator[Block]:
+    """Slices that cover each row's span of queries × keys (all of them without ``spans``) in blocks
+    of at most ``elements`` scores.
 
-    Blocks are whole batch rows where ``elements`` allows, else groups of one row's heads, else
-    groups of one head's queries (never fewer than one query): whole heads keep the slices of the
-    contiguous queries and keys contiguous too.
+    Consecutive rows with the same span share blocks. Blocks are whole batch rows where ``elements``
+    allows, else groups of one row's heads, else groups of one head's queries (never fewer than one
+    query): whole heads keep the slices of the contiguous queries and keys contiguous too.
     """
+    spans = spans or [(slice(0, queries), slice(0, keys))] * batch
+    for span, rows in itertools.groupby(range(batch), key=spans.__getitem__):
+        rows = list(rows)
+        yield from _span_blocks(rows[0], rows[-1] + 1, heads, span, elements)
+
+
+def _span_blocks(first: int, stop: int, heads: int, span: Span, elements: int) -> Iterator[Block]:
+    """The blocks of ``_blocks`` for rows ``first`` to ``stop`` (exclusive), which share ``span``."""
+    query_span, key_span = span
+    queries, keys = query_span.stop - query_span.start, key_span.stop - key_span.start
+    if queries <= 0 or keys <= 0:
+        return
     per_head = queries * keys
     if elements >= heads * per_head:
         rows = elements // (heads * per_head)
-        for b in range(0, batch, rows):
-            yield slice(b, b + rows), slice(None), slice(None)
+        for b in range(first, stop, rows):
+            yield slice(b, min(b + rows, stop)), slice(None), query_span, key_span
     elif elements >= per_head:
         group = elements // per_head
-        for b in range(batch):
+        for b in range(first, stop):
             for h in range(0, heads, group):
-                yield slice(b, b + 1), slice(h, h + group), slice(None)
+                yield slice(b, b + 1), slice(h, h + group), query_span, key_span
     else:
         group = max(1, elements // keys)
-        for b in range(batch):
+        for b in range(first, stop):
             for h in range(heads):
-                for q in range(0, queries, group):
-                    yield slice(b, b + 1), slice(h, h + 1), slice(q, q + group)
+                for q in range(query_span.start, query_span.stop, group):
+                    query_group = slice(q, min(q + group, query_span.stop))
+                    yield slice(b, b + 1), slice(h, h + 1), query_group, key_span
+
+
+def _span_bounds(present: torch.Tensor) -> torch.Tensor:
+    """[first, stop] of the True entries of each row of ``present`` [batch, positions]; [n, 0] for a
+    row with none."""
+    positions = torch.arange(present.shape[-1], device=present.device)
+    first = torch.where(present, positions, present.shape[-1]).amin(-1)
+    stop = torch.where(present, positions + 1, 0).amax(-1)
+    return torch.stack([first, stop], -1)
+
+
+def _visible_blocks(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    bias: torch.Tensor | None,
+    weights: torch.Tensor,
+    elements: int,
+) -> tuple[list[Block], bool]:
+    """The blocks that cover each row's span of weighted queries × keys not hidden from all of them,
+    and whether the blocks still need ``bias`` (the ``_score_bias`` of the mask).
+
+    Queries of weight zero add nothing to a profile, and a key that a padding mask hides gets exactly
+    zero attention (its score is the dtype's minimum), so with padding the blocks skip those rows
+    and columns, and where no hidden key is left inside a span, the bias too (adding it writes every
+    score once more). Masks that differ by query or head keep all keys and the bias.
+    """
+    batch, heads, queries, _ = query.shape
+    keys = key.shape[-2]
+    weighted = _span_bounds(weights != 0)
+    if bias is not None and bias.shape[1] == bias.shape[2] == 1:
+        shown = (bias[:, 0, 0, :] > torch.finfo(bias.dtype).min).expand(batch, keys)
+        shown_bounds = _span_bounds(shown)
+        hidden_inside = shown.sum(-1) < shown_bounds.diff(dim=-1).squeeze(-1)
+    else:
+        shown_bounds = torch.tensor([0, keys], device=weights.device).expand(batch, 2)
+        hidden_inside = torch.full((batch,), bias is not None, device=weights.device)
+    bounds = torch.cat([weighted, shown_bounds, hidden_inside[:, None]], -1).tolist()
+    spans = [(slice(q0, q1), slice(k0, k1)) for q0, q1, k0, k1, _ in bounds]
+    blocks = list(_blocks(batch, heads, queries, keys, elements, spans))
+    return blocks, any(hidden for *_, hidden in bounds)
 
 
 def _score_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -111,8 +171,8 @@ class _BlockBuffers:
 
 def _block_shape(query: torch.Tensor, key: torch.Tensor, block: Block) -> tuple[int, ...]:
     """[rows, heads, queries, keys] of ``block``'s scores."""
-    rows, heads, queries = block
-    return (*query[rows, heads, queries].shape[:-1], key.shape[-2])
+    rows, heads, queries, keys = block
+    return (*query[rows, heads, queries].shape[:-1], key[0, 0, keys].shape[0])
 
 
 def _block_scores(
@@ -130,15 +190,15 @@ def _block_scores(
     bias and the scaling go into the product itself (``baddbmm``), so that the scores are written
     once.
     """
-    rows, heads, queries = block
+    rows, heads, queries, keys = block
     shape = _block_shape(query, key, block)
-    q, k = query[rows, heads, queries], key[rows, heads]
+    q, k = query[rows, heads, queries], key[rows, heads, keys]
     q, k = q.reshape(-1, *q.shape[-2:]), k.reshape(-1, *k.shape[-2:])
     if bias is None:  # beta = 0: no bias read, and the scaling still inside the product
         nothing = q.new_zeros(())
         return torch.baddbmm(nothing, q, k.transpose(-1, -2), beta=0, alpha=scaling, out=out)
-    broadcast = zip(block, bias.shape[:3], strict=True)
-    block_bias = bias[tuple(part if size > 1 else slice(None) for part, size in broadcast)]
+    broadcast = zip(block[:3], bias.shape[:3], strict=True)
+    block_bias = bias[(*(part if size > 1 else slice(None) for part, size in broadcast), keys)]
     block_bias = block_bias.expand(*shape[:2], *block_bias.shape[-2:]).reshape(-1, *block_bias.shape[-2:])
     return torch.baddbmm(block_bias, q, k.transpose(-1, -2), alpha=scaling, out=out)
 
@@ -169,8 +229,8 @@ def _weighted_column_sums(
     """Add Σ_q w[b, q] · P[b, h, q, k] to ``profile`` [batch, heads, keys], from the blocks of P that
     ``maps`` yields ([rows, heads, queries, keys] each), and return it."""
     w = weights.to(profile.dtype)[:, None, None, :]
-    for (rows, head_group, query_group), probs in maps:
-        profile[rows, head_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
+    for (rows, head_group, query_group, key_group), probs in maps:
+        profile[rows, head_group, key_group] += torch.matmul(w[rows, ..., query_group], probs).squeeze(-2)
     return profile
 
 
@@ -181,18 +241,19 @@ def _profile_by_blocks(
     weights: torch.Tensor,
     scaling: float,
     chunk_elements: int,
-) -> tuple[torch.Tensor, list[Block]]:
+) -> tuple[torch.Tensor, list[Block], bool]:
     """The profile Σ_q w[b, q] · P[b, h, q, k] [batch, heads, keys], one block of P (softmax of its
-    scores) at a time, and the blocks it used."""
+    scores) at a time, the blocks it used and whether they needed the mask (``_visible_blocks``)."""
     dtype = torch.promote_types(query.dtype, torch.float32)
-    batch, heads, queries, _ = query.shape
+    batch, heads, _, keys = (*query.shape[:-1], key.shape[-2])
     q, k = query.contiguous(), key.contiguous()
-    blocks = list(_blocks(batch, heads, queries, key.shape[-2], chunk_elements))
     bias = _score_bias(mask, query.dtype)
+    blocks, masked = _visible_blocks(q, k, bias, weights, chunk_elements)
+    bias = bias if masked else None
     buffers = _BlockBuffers(q, dtype)
     maps = ((block, _block_probabilities(q, k, bias, scaling, block, buffers)) for block in blocks)
-    profile = query.new_zeros((batch, heads, key.shape[-2]), dtype=dtype)
-    return _weighted_column_sums(maps, weights, profile), blocks
+    profile = query.new_zeros((batch, heads, keys), dtype=dtype)
+    return _weighted_column_sums(maps, weights, profile), blocks, masked
 
 
 class ReceivedAttention(torch.autograd.Function):
@@ -206,7 +267,9 @@ class ReceivedAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, query, key, mask, weights, scaling, chunk_elements):
-        profile, ctx.blocks = _profile_by_blocks(query, key, mask, weights, scaling, chunk_elements)
+        profile, ctx.blocks, ctx.masked = _profile_by_blocks(
+            query, key, mask, weights, scaling, chunk_elements
+        )
         ctx.save_for_backward(query, key, mask, weights)
         ctx.scaling = scaling
         return profile
@@ -218,23 +281,23 @@ class ReceivedAttention(torch.autograd.Function):
         q, k = query.contiguous(), key.contiguous()
         g = grad_profile[:, :, None, :]
         w = (weights.to(query.dtype) * ctx.scaling)[:, None, :, None]
-        grad_query = torch.empty_like(q) if ctx.needs_input_grad[0] else None
+        grad_query = torch.zeros_like(q) if ctx.needs_input_grad[0] else None
         grad_key = torch.zeros_like(k, dtype=dtype) if ctx.needs_input_grad[1] else None
-        bias = _score_bias(mask, query.dtype)
+        bias = _score_bias(mask, query.dtype) if ctx.masked else None
         buffers = _BlockBuffers(q, dtype)
         for block in ctx.blocks:
-            rows, head_group, query_group = block
+            rows, head_group, query_group, key_group = block
             probs = _block_probabilities(q, k, bias, ctx.scaling, block, buffers)
-            g_block = g[rows, head_group]
+            g_block = g[rows, head_group, :, key_group]
             received = torch.matmul(probs, g_block.transpose(-1, -2))
             grad_scores = (g_block - received).mul_(probs).to(query.dtype)
             w_block = w[rows, :, query_group]
             if grad_query is not None:
                 grad_query[rows, head_group, query_group] = (
-                    torch.matmul(grad_scores, k[rows, head_group]) * w_block
+                    torch.matmul(grad_scores, k[rows, head_group, key_group]) * w_block
                 )
             if grad_key is not None:
-                grad_key[rows, head_group] += torch.matmul(
+                grad_key[rows, head_group, key_group] += torch.matmul(
                     grad_scores.transpose(-1, -2), q[rows, head_group, query_group] * w_block
                 )
         grad_key = grad_key.to(key.dtype) if grad_key is not None else None
@@ -327,7 +390,7 @@ class SdpaWithProfile(torch.autograd.Function):
     @staticmethod
     def forward(ctx, query, key, value, mask, weights, chunk_elements, module, kwargs):
         output, _ = sdpa_attention_forward(module, query, key, value, mask, **kwargs)
-        profile, _ = _profile_by_blocks(query, key, mask, weights, kwargs["scaling"], chunk_elements)
+        profile, *_ = _profile_by_blocks(query, key, mask, weights, kwargs["scaling"], chunk_elements)
         ctx.save_for_backward(query, key, value, mask, weights)
         ctx.module, ctx.kwargs = module, kwargs
         return output, profile
@@ -387,33 +450,32 @@ def _normalized_heads(
     weights: torch.Tensor,
     scaling: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Q' = [Q · scaling, −lse] · log₂e, K' = [K, 1] and ``bias`` · log₂e, in float32 (float64
-    for float64 input), so that ``2 ** (Q' K'ᵀ + bias)`` is the attention map itself: one product and
-    one power of two per score, no softmax. ``lse`` [batch, heads, queries] is the log-sum-exp of
-    each query's scores; ``bias`` the additive mask the kernel was given (``_score_bias``). Powers
-    of two, as PyTorch's ``exp`` on the CPU is much slower on scores whose exponential underflows
-    (masked keys). Queries of weight zero, or with no key to see, get −∞ instead, which makes their
-    rows of the map zero.
+    """Q' = [Q, −lse / scaling], K' = [K, 1] and ``bias`` · log₂e, in float32 (float64 for
+    float64 input), so that ``2 ** (Q' K'ᵀ · scaling · log₂e + bias)`` is the attention map itself:
+    one product and one power of two per score, no softmax (``_normalized_maps``). ``lse`` [batch,
+    heads, queries] is the log-sum-exp of each query's scores; ``bias`` the additive mask the kernel
+    was given (``_score_bias``), or None where the blocks need none. Powers of two, as PyTorch's
+    ``exp`` on the CPU is much slower on scores whose exponential underflows (masked keys). Queries
+    of weight zero, or with no key to see, get −∞ instead, which makes their rows of the map zero.
     """
     dtype = torch.promote_types(query.dtype, torch.float32)
     usable = (weights[:, None, :] > 0) & (lse > torch.finfo(lse.dtype).min / 2)
-    log2e = math.log2(math.e)
-    q = _widen(query, torch.where(usable, -lse * log2e, -math.inf), 1, dtype)
-    q[..., :-1] *= scaling * log2e
-    return q, _widen(key, 1.0, 1, dtype), None if bias is None else bias.to(dtype) * log2e
+    q = _widen(query, torch.where(usable, -lse / scaling, -math.inf), 1, dtype)
+    bias = None if bias is None else bias.to(dtype) * math.log2(math.e)
+    return q, _widen(key, 1.0, 1, dtype), bias
 
 
 def _normalized_maps(
-    query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None, chunk_elements: int
+    query: torch.Tensor, key: torch.Tensor, bias: torch.Tensor | None, scaling: float, blocks: list[Block]
 ) -> Iterator[tuple[Block, torch.Tensor]]:
-    """The blocks of the attention map [rows, heads, queries, keys] from ``_normalized_heads``'s
+    """``blocks`` of the attention map [rows, heads, queries, keys] from ``_normalized_heads``'s
     heads and bias, each written over the previous one."""
-    batch, heads, queries, _ = query.shape
     buffers = _BlockBuffers(query, None)
-    for block in _blocks(batch, heads, queries, key.shape[-2], chunk_elements):
+    for block in blocks:
         shape = _block_shape(query, key, block)
         scores, _ = buffers.views(shape)
-        yield block, _block_scores(query, key, bias, 1.0, block, scores).exp2_().view(shape)
+        scores = _block_scores(query, key, bias, scaling * math.log2(math.e), block, scores)
+        yield block, scores.exp2_().view(shape)
 
 
 class CpuFlashWithProfile(torch.autograd.Function):
@@ -430,22 +492,27 @@ class CpuFlashWithProfile(torch.autograd.Function):
         flash_forward, _ = _CPU_FLASH
         kernel_bias = _score_bias(mask, query.dtype)
         output, lse = flash_forward(query, key, value, 0.0, False, attn_mask=kernel_bias, scale=scaling)
-        q, k, bias = _normalized_heads(query, key, kernel_bias, lse, weights, scaling)
+        ctx.blocks, ctx.masked = _visible_blocks(query, key, kernel_bias, weights, chunk_elements)
+        q, k, bias = _normalized_heads(query, key, kernel_bias if ctx.masked else None, lse, weights, scaling)
         profile = q.new_zeros((q.shape[0], q.shape[1], k.shape[-2]))
-        profile = _weighted_column_sums(_normalized_maps(q, k, bias, chunk_elements), weights, profile)
+        maps = _normalized_maps(q, k, bias, scaling, ctx.blocks)
+        profile = _weighted_column_sums(maps, weights, profile)
         ctx.save_for_backward(query, key, value, kernel_bias, weights, output, lse)
-        ctx.scaling, ctx.chunk_elements = scaling, chunk_elements
+        ctx.scaling = scaling
         return output.transpose(1, 2).contiguous(), profile
 
     @staticmethod
     def backward(ctx, grad_output, grad_profile):
         query, key, value, kernel_bias, weights, output, lse = ctx.saved_tensors
         _, flash_backward = _CPU_FLASH
-        q, k, bias = _normalized_heads(query, key, kernel_bias, lse, weights, ctx.scaling)
+        bias = kernel_bias if ctx.masked else None
+        q, k, bias = _normalized_heads(query, key, bias, lse, weights, ctx.scaling)
         g = grad_profile.to(q.dtype)[..., None]
-        sent = lse.new_empty(lse.shape, dtype=q.dtype)  # Σ_k P[b, h, q, k] G[b, h, k]
-        for (rows, head_group, query_group), probs in _normalized_maps(q, k, bias, ctx.chunk_elements):
-            sent[rows, head_group, query_group] = torch.matmul(probs, g[rows, head_group]).squeeze(-1)
+        sent = lse.new_zeros(lse.shape, dtype=q.dtype)  # Σ_k P[b, h, q, k] G[b, h, k]
+        for block, probs in _normalized_maps(q, k, bias, ctx.scaling, ctx.blocks):
+            rows, head_group, query_group, key_group = block
+            g_block = g[rows, head_group, key_group]
+            sent[rows, head_group, query_group] = torch.matmul(probs, g_block).squeeze(-1)
         w = weights[:, None, :].expand(lse.shape)
         grads = flash_backward(
             _widen(grad_output.transpose(1, 2), w, 1),
@@ -567,7 +634,7 @@ def math_attention_with_profile(
     there and falls back to its math kernel, which keeps the map for the backward pass anyway), so
     taking the profile from that same map costs one reduction and keeps no extra map.
     """
-    everything = (slice(None), slice(None), slice(None))
+    everything = (slice(None),) * 4
     probs = _block_probabilities(query, key, _score_bias(mask, query.dtype), scaling, everything)
     profile = torch.einsum("bhqk,bq->bhk", probs.float(), weights)
     output = torch.matmul(torch.nn.functional.dropout(probs, p=dropout, training=True), value)
