@@ -167,10 +167,12 @@ def padding(*rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     return valid.bool()[:, None, None, :], valid
 
 
-MASKS = {  # mask [batch, 1, queries | 1, keys] with True = attend, and the queries that count
+SOFT = torch.tensor([[0.0, -2.0, 0.0, -1e4, 0.0, 0.0], [0.0] * 6, [-1e4, 0.0, 0.0, 0.5, 0.0, -1e4]])
+MASKS = {  # mask [batch, 1, queries | 1, keys]: True = attend, or additive; the queries that count
     "right and left padding, all-padding row": padding([1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1], [0] * 6),
     "a hidden key inside": padding([1, 0, 1, 1, 1, 0], [1] * 6, [1, 1, 0, 0, 1, 1]),
     "by query": (torch.ones(3, 1, 6, 6).tril(1).bool(), torch.ones(3, 6, dtype=torch.long)),
+    "additive, not the minimum": (SOFT.double()[:, None, None, :], torch.ones(3, 6, dtype=torch.long)),
 }
 
 
@@ -190,7 +192,11 @@ def test_routes_match_eager_attention_under_any_mask(name: str, dropout_free_rou
     )
 
     def eager(q, k, v):
-        scores = (q @ k.transpose(-1, -2) * 0.7).masked_fill(~mask, torch.finfo(torch.float64).min)
+        scores = q @ k.transpose(-1, -2) * 0.7
+        if mask.dtype != torch.bool:
+            scores = scores + mask
+        else:
+            scores = scores.masked_fill(~mask, torch.finfo(torch.float64).min)
         probs = torch.softmax(scores, -1)
         return (probs @ v).transpose(1, 2), torch.einsum("bhqk,bq->bhk", probs, weights)
 

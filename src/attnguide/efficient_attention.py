@@ -111,23 +111,25 @@ def _visible_blocks(
 
     Queries of weight zero add nothing to a profile, and a key that a padding mask hides gets exactly
     zero attention (its score is the dtype's minimum), so with padding the blocks skip those rows
-    and columns, and where no hidden key is left inside a span, the bias too (adding it writes every
-    score once more). Masks that differ by query or head keep all keys and the bias.
+    and columns, and the bias too where it is zero all over the spans (adding it writes every score
+    once more). Masks that differ by query or head keep all keys and the bias.
     """
     batch, heads, queries, _ = query.shape
     keys = key.shape[-2]
     weighted = _span_bounds(weights != 0)
     if bias is not None and bias.shape[1] == bias.shape[2] == 1:
-        shown = (bias[:, 0, 0, :] > torch.finfo(bias.dtype).min).expand(batch, keys)
-        shown_bounds = _span_bounds(shown)
-        hidden_inside = shown.sum(-1) < shown_bounds.diff(dim=-1).squeeze(-1)
+        by_key = bias[:, 0, 0, :].expand(batch, keys)
+        shown_bounds = _span_bounds(by_key > torch.finfo(bias.dtype).min)
+        positions = torch.arange(keys, device=bias.device)
+        inside = (positions >= shown_bounds[:, :1]) & (positions < shown_bounds[:, 1:])
+        biased = ((by_key != 0) & inside).any(-1)
     else:
         shown_bounds = torch.tensor([0, keys], device=weights.device).expand(batch, 2)
-        hidden_inside = torch.full((batch,), bias is not None, device=weights.device)
-    bounds = torch.cat([weighted, shown_bounds, hidden_inside[:, None]], -1).tolist()
+        biased = torch.full((batch,), bias is not None, device=weights.device)
+    bounds = torch.cat([weighted, shown_bounds, biased[:, None]], -1).tolist()
     spans = [(slice(q0, q1), slice(k0, k1)) for q0, q1, k0, k1, _ in bounds]
     blocks = list(_blocks(batch, heads, queries, keys, elements, spans))
-    return blocks, any(hidden for *_, hidden in bounds)
+    return blocks, any(row_biased for *_, row_biased in bounds)
 
 
 def _score_bias(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
