@@ -160,6 +160,9 @@ def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside()
     assert masked and torch.equal(seen, spans((slice(0, 3), slice(0, 5)), (slice(2, 5), slice(0, 5))))
     seen, masked = covered(slice(0, 2), None, query_weights(torch.ones(2, 5)))
     assert not masked and torch.equal(seen, spans((slice(0, 5),) * 2, (slice(0, 5),) * 2))
+    gpu = heads[:2].to("meta")  # no host read-back there: every score, and the mask
+    blocks, masked = efficient_attention._visible_blocks(gpu, gpu, padding[:2], right_left, 10)
+    assert masked and blocks == list(efficient_attention._blocks(2, 2, 5, 5, 10))
 
 
 def padding(*rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -112,10 +112,14 @@ def _visible_blocks(
     Queries of weight zero add nothing to a profile, and a key that a padding mask hides gets exactly
     zero attention (its score is the dtype's minimum), so with padding the blocks skip those rows
     and columns, and the bias too where it is zero all over the spans (adding it writes every score
-    once more). Masks that differ by query or head keep all keys and the bias.
+    once more). Masks that differ by query or head keep all keys and the bias. On an accelerator the
+    blocks cover everything: reading the spans back to the host would stall its queue of kernels,
+    and blocks by row would multiply their launches.
     """
     batch, heads, queries, _ = query.shape
     keys = key.shape[-2]
+    if query.device.type != "cpu":
+        return list(_blocks(batch, heads, queries, keys, elements)), bias is not None
     weighted = _span_bounds(weights != 0)
     if bias is not None and bias.shape[1] == bias.shape[2] == 1:
         by_key = bias[:, 0, 0, :].expand(batch, keys)
