@@ -82,6 +82,7 @@ class Result:
     median_s: float
     step_s: list[float]
     peak_bytes: int
+    padded_scores: float
     time_ratio: float = 1.0
     memory_ratio: float = 1.0
 
@@ -114,6 +115,12 @@ def make_batch(
         "attention_mask": mask.to(device),
         "labels": torch.randint(0, len(LABELS), (size,), generator=g).to(device),
     }
+
+
+def padded_share(mask: torch.Tensor) -> float:
+    """The share of a batch's query × key scores that involve a padded position."""
+    lengths = mask.sum(-1).double()
+    return round(1 - float((lengths**2).sum()) / (mask.shape[0] * mask.shape[1] ** 2), 3)
 
 
 class Route:
@@ -250,6 +257,7 @@ def measure(
                 median_s=statistics.median(times[route.name]),
                 step_s=[round(t, 4) for t in times[route.name]],
                 peak_bytes=peak_memory(route, batch, device),
+                padded_scores=padded_share(batch["attention_mask"]),
             )
         )
     reference = results[0]
@@ -269,7 +277,8 @@ def table(results: list[Result]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r.device} {r.dtype} | {r.model} | {r.length} × {r.batch} | {r.route} | "
+            f"| {r.device} {r.dtype} | {r.model} | {r.length} × {r.batch}"
+            f"{f' ({r.padded_scores:.0%} of scores padded)' if r.padded_scores else ''} | {r.route} | "
             f"{r.median_s * 1000:.0f} | {r.time_ratio:.2f} | "
             f"{r.peak_bytes / 2**20:.0f} | {r.memory_ratio:.2f} |"
         )

@@ -4,11 +4,12 @@
 averaged over valid queries, before dropout) from the queries, keys and mask of one attention call.
 It loops over blocks of scores, so at most one block exists at a time, and recomputes the blocks in
 the backward pass instead of saving them: the only tensors it keeps for the backward are the
-queries and keys, which the attention kernel keeps anyway. Without attention dropout the output
-and the profile come together, and the gradients of both from one backward pass of the attention
-kernel on heads widened by a column: on the CPU through the flash kernel's own operators, whose
-log-sum-exp turns each block of the profile into a product and a power of two
-(``CpuFlashWithProfile``), elsewhere through the public SDPA (``SdpaWithProfile``).
+queries and keys, which the attention kernel keeps anyway. On the CPU the blocks cover only each
+sequence's weighted queries and the keys its padding mask shows (``_visible_blocks``). Without
+attention dropout the output and the profile come together, and the gradients of both from one
+backward pass of the attention kernel on heads widened by a column: on the CPU through the flash
+kernel's own operators, whose log-sum-exp turns each block of the profile into a product and a
+power of two (``CpuFlashWithProfile``), elsewhere through the public SDPA (``SdpaWithProfile``).
 
 ``guided_sdpa_attention`` is registered with transformers' attention interface under
 ``ATTENTION_NAME``: it returns PyTorch SDPA's output exactly as the ``sdpa`` implementation does and,
