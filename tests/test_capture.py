@@ -135,7 +135,7 @@ def test_blocks_cover_every_score_once_within_the_budget(elements: int, spans) -
 def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside() -> None:
     valid = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 1, 0], [0, 0, 0, 0, 0]])
     heads = torch.zeros(4, 2, 5, 3)
-    padding = efficient_attention._score_bias(valid.bool()[:, None, None, :], torch.float32)
+    padding_bias = efficient_attention._score_bias(valid.bool()[:, None, None, :], torch.float32)
 
     def covered(rows: slice, bias, weights) -> tuple[torch.Tensor, bool]:
         blocks, masked = efficient_attention._visible_blocks(heads[rows], heads[rows], bias, weights, 10)
@@ -151,17 +151,17 @@ def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside()
         return expected
 
     right_left = query_weights(valid[:2])
-    seen, masked = covered(slice(0, 2), padding[:2], right_left)
+    seen, masked = covered(slice(0, 2), padding_bias[:2], right_left)
     assert not masked and torch.equal(seen, spans((slice(0, 3),) * 2, (slice(2, 5),) * 2))
-    seen, masked = covered(slice(2, 4), padding[2:], query_weights(valid[2:]))  # key 1 hidden inside
+    seen, masked = covered(slice(2, 4), padding_bias[2:], query_weights(valid[2:]))  # key 1 hidden inside
     assert masked and torch.equal(seen, spans((slice(0, 4),) * 2, (slice(0, 0), slice(0, 0))))
-    by_query = padding[:2].expand(2, 1, 5, 5).clone()
+    by_query = padding_bias[:2].expand(2, 1, 5, 5).clone()
     seen, masked = covered(slice(0, 2), by_query, right_left)
     assert masked and torch.equal(seen, spans((slice(0, 3), slice(0, 5)), (slice(2, 5), slice(0, 5))))
     seen, masked = covered(slice(0, 2), None, query_weights(torch.ones(2, 5)))
     assert not masked and torch.equal(seen, spans((slice(0, 5),) * 2, (slice(0, 5),) * 2))
     gpu = heads[:2].to("meta")  # no host read-back there: every score, and the mask
-    blocks, masked = efficient_attention._visible_blocks(gpu, gpu, padding[:2], right_left, 10)
+    blocks, masked = efficient_attention._visible_blocks(gpu, gpu, padding_bias[:2], right_left, 10)
     assert masked and blocks == list(efficient_attention._blocks(2, 2, 5, 5, 10))
 
 
