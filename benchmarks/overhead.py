@@ -99,7 +99,7 @@ def build_model(name: str, attention_dropout: bool) -> transformers.PreTrainedMo
 
 
 def make_batch(
-    model: transformers.PreTrainedModel, length: int, size: int, device: torch.device, padded: bool
+    model: transformers.PreTrainedModel, length: int, size: int, device: torch.device, padded: bool = False
 ) -> dict:
     """Random token ids; full length, or (``padded``) of random lengths from n/2 to n, the first n."""
     g = torch.Generator().manual_seed(1)
@@ -236,6 +236,7 @@ def measure(
     routes = [Route(name, base, device, dtype) for name in args.routes]
     del base
     batch = make_batch(routes[0].model, length, size, device, args.padded)
+    padded_scores = padded_share(batch["attention_mask"])
     times: dict[str, list[float]] = {r.name: [] for r in routes}
     for i in range(warmup + steps):
         for route in routes:
@@ -257,7 +258,7 @@ def measure(
                 median_s=statistics.median(times[route.name]),
                 step_s=[round(t, 4) for t in times[route.name]],
                 peak_bytes=peak_memory(route, batch, device),
-                padded_scores=padded_share(batch["attention_mask"]),
+                padded_scores=padded_scores,
             )
         )
     reference = results[0]
