@@ -155,13 +155,13 @@ def test_flags_alone_make_a_grid_and_override_the_file(nli, tmp_path, capsys) ->
 # --- resume and the report, on finished runs written here ------------------------------------------
 
 
-def fake_run(grid, cell, accuracy: float, **changed) -> None:
+def fake_run(grid, cell, accuracy: float, seconds: float = 2.0, **changed) -> None:
     """A finished run directory as ``attnguide train`` writes it, with a chosen dev accuracy."""
     options = {"model": cell.model, "format": cell.data.format, **cell.training, "seed": cell.seed}
     options["guide"] = GuideConfig(**cell.guide).to_dict()
     options.update(changed)
     data = {split: {"sha256": file_sha256(getattr(cell.data, split))} for split in ("train", "dev")}
-    write_json(run_dir(grid, cell) / "run.json", {"options": options, "data": data, "seconds": 2.0})
+    write_json(run_dir(grid, cell) / "run.json", {"options": options, "data": data, "seconds": seconds})
     write_json(run_dir(grid, cell) / "metrics.json", {"accuracy": accuracy, "macro_f1": 0.5})
 
 
@@ -232,13 +232,95 @@ def test_a_run_with_other_settings_stops_the_grid(finished_grid) -> None:
         run_grid(grid)
 
 
-def test_metric_missing_from_the_runs_is_one_line(finished_grid, capsys) -> None:
+def test_a_metric_the_task_does_not_measure_is_refused_before_anything_runs(finished_grid, capsys) -> None:
     grid, _ = finished_grid
     config = Path(grid.source)
-    config.write_text(config.read_text() + "metric: f1\n")
+    text = config.read_text()
+    for metric in ("f1", "mdg_loss"):  # a typo; a loss, where lower would be better
+        config.write_text(text + f"metric: {metric}\n")
+        assert main(["-q", "compare", "--config", str(config), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f"metric: expected one of accuracy, macro_f1 (higher is better), got '{metric}'" in err
+
+
+def test_metric_missing_from_a_run_is_one_line(finished_grid, capsys) -> None:
+    grid, _ = finished_grid
+    config = Path(grid.source)
+    config.write_text(config.read_text() + "metric: macro_f1\n")
+    write_json(run_dir(grid, grid.cells[0]) / "metrics.json", {"accuracy": 0.8})
     assert main(["-q", "compare", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert "metrics.json has no 'f1' (it has accuracy, macro_f1); set metric: in the grid" in err
+    assert "metrics.json has no 'macro_f1' (it has accuracy); set metric: in the grid" in err
+
+
+def test_the_plot_gets_the_permissions_of_a_new_file(finished_grid) -> None:
+    grid, _ = finished_grid
+    run_grid(grid)
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("plots/nli.png", "results.md"):
+        assert (grid.output_dir / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_means_equal_up_to_rounding_go_to_the_earlier_setting(finished_grid) -> None:
+    grid, _ = finished_grid
+    # the same total of correct answers, summed in another order: 0.8319999999999999 vs 0.8320000000000001
+    values = {
+        "none": [0.822, 0.824, 0.84, 0.852, 0.822, 0.83],
+        "pdg": [0.822, 0.824, 0.842, 0.85, 0.822, 0.83],
+    }
+    values["mdg+pdg"] = [v - 0.01 for v in values["none"]]
+    for cell in grid.cells:
+        fake_run(grid, cell, values[cell.guide["guides"]][grid.seeds.index(cell.seed)])
+    run_grid(grid)
+    report = json.loads((grid.output_dir / "results.json").read_text())
+    assert report["best_on_dev"] == {"nli": next(c.setting_id for c in grid.cells if c.is_baseline)}
+
+
+def eval_stub(monkeypatch, fail: bool = False) -> list[list[str]]:
+    """Replace the evaluation subprocess: record its arguments and write metrics (or fail)."""
+    calls: list[list[str]] = []
+
+    def run(args: list[str], log: Path, lock_fd: int) -> str | None:
+        calls.append(args)
+        if fail:
+            return "the model cannot be read"
+        output = Path(args[args.index("--output") + 1])
+        write_json(output.with_suffix(".metrics.json"), {"accuracy": 0.5 + len(calls) / 100})
+        return None
+
+    monkeypatch.setattr("attnguide.compare._run_attnguide", run)
+    return calls
+
+
+def test_test_metrics_are_reused_only_for_the_same_test_file_and_run(finished_grid, nli, monkeypatch) -> None:
+    grid, _ = finished_grid
+    config = Path(grid.source)
+    test = Path(grid.source).parent / "test.jsonl"
+    test.write_bytes(Path(nli["test"]).read_bytes())
+    config.write_text(config.read_text() + f"test: {test}\n")
+    grid = build_grid(config)
+    calls = eval_stub(monkeypatch)
+    run_grid(grid)
+    assert len(calls) == 12  # the best setting and the baseline, six seeds each
+    run_grid(grid)
+    assert len(calls) == 12  # nothing changed: the kept metrics serve
+    test.write_text(test.read_text().splitlines(keepends=True)[0])  # the test file is edited in place
+    run_grid(grid)
+    assert len(calls) == 24
+    baseline = next(c for c in grid.cells if c.is_baseline)
+    fake_run(grid, baseline, 0.79, seconds=3.0)  # one run is trained again
+    run_grid(grid)
+    assert len(calls) == 25 and run_dir(grid, baseline).as_posix() in calls[-1]
+
+
+def test_failed_test_evaluations_give_exit_code_1(finished_grid, nli, monkeypatch, capsys) -> None:
+    grid, _ = finished_grid
+    config = Path(grid.source)
+    config.write_text(config.read_text() + f"test: {nli['test']}\n")
+    eval_stub(monkeypatch, fail=True)
+    assert main(["-q", "compare", "--config", str(config)]) == 1
+    assert "0/6 (6 failed)" in capsys.readouterr().out
 
 
 def test_a_second_compare_on_the_same_output_is_refused(finished_grid) -> None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from .config import GuideConfig
 from .errors import AttnguideError
 from .grid import DATA_KEYS, SWEEP_KEYS, Cell, Grid, build_grid
+from .io import write_json
 
 if TYPE_CHECKING:  # the report module imports scipy: loaded only when a grid runs
     from .compare_report import CellResult
@@ -87,10 +88,11 @@ def run_dir(grid: Grid, cell: Cell) -> Path:
 
 
 def data_hashes(grid: Grid) -> dict[str, str]:
-    """SHA-256 of every train and dev file, to check finished runs against (run.json records them)."""
+    """SHA-256 of every train, dev and test file, to check finished runs and test evaluations against."""
     from .rundir import file_sha256
 
-    return {path: file_sha256(path) for data in grid.datasets for path in (data.train, data.dev)}
+    files = (path for data in grid.datasets for path in (data.train, data.dev, data.test) if path)
+    return {path: file_sha256(path) for path in files}
 
 
 def _mismatch(run: dict, cell: Cell, hashes: dict[str, str]) -> str | None:
@@ -185,14 +187,22 @@ def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock_fd: int) ->
     )
 
 
-def _test_cell(grid: Grid, trained: CellResult, lock_fd: int) -> CellResult:
-    """Evaluate a finished cell on its data set's test file (once: the metrics are kept)."""
+def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock_fd: int) -> CellResult:
+    """Evaluate a finished cell on its data set's test file. The metrics are kept with the test file's
+    and the trained run's hashes (``source.json``), and reused while both are unchanged."""
     from .compare_report import FAILED, FINISHED, CellResult
+    from .rundir import file_sha256
 
     cell, data = trained.cell, trained.cell.data
     folder = grid.output_dir / "test" / cell.path
-    metrics_file = folder / "predictions.metrics.json"
-    if not metrics_file.is_file():
+    metrics_file, source_file = folder / "predictions.metrics.json", folder / "source.json"
+    source = {
+        "test": data.test,
+        "test_sha256": hashes[data.test],
+        "run_sha256": file_sha256(Path(trained.location) / "run.json"),
+    }
+    kept = source_file.is_file() and json.loads(source_file.read_text(encoding="utf-8")) == source
+    if not (kept and metrics_file.is_file()):
         args = ["eval", "--model", trained.location, "--data", data.test, *data.data_args()]
         args += [
             "--max-length",
@@ -203,11 +213,14 @@ def _test_cell(grid: Grid, trained: CellResult, lock_fd: int) -> CellResult:
         error = _run_attnguide(args, folder / "eval.log", lock_fd)
         if error is not None:
             return CellResult(cell, FAILED, error=error, location=str(folder / "eval.log"))
+        write_json(source_file, source)
     metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
     return CellResult(cell, FINISHED, metrics, location=str(folder))
 
 
-def _test_results(grid: Grid, results: list[CellResult], lock_fd: int) -> list[CellResult]:
+def _test_results(
+    grid: Grid, results: list[CellResult], hashes: dict[str, str], lock_fd: int
+) -> list[CellResult]:
     """The chosen setting of each data set with a test file, and its baseline, evaluated on test."""
     from .compare_report import FINISHED, analyse, best_on_dev
 
@@ -219,13 +232,15 @@ def _test_results(grid: Grid, results: list[CellResult], lock_fd: int) -> list[C
         for sid in (best[data.name].cell.setting_id, best[data.name].cell.baseline_id)
     }
     return [
-        _test_cell(grid, r, lock_fd) for r in results if r.cell.setting_id in chosen and r.status == FINISHED
+        _test_cell(grid, r, hashes, lock_fd)
+        for r in results
+        if r.cell.setting_id in chosen and r.status == FINISHED
     ]
 
 
 def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
     """Run every cell not yet finished, then evaluate the dev choice on test; writes the report after
-    each cell. Returns the training cells' results."""
+    each cell. Returns the training cells' results, then the test evaluations'."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -255,9 +270,9 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
             results[index] = _train_cell(grid, cell, hashes, lock_fd)
             _log(results[index])
             write_report(grid, results)
-        test = _test_results(grid, results, lock_fd)
+        test = _test_results(grid, results, hashes, lock_fd)
         write_report(grid, results, test)
-    return results
+    return results + test
 
 
 def _log(result: CellResult) -> None:

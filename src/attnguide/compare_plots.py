@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from .io import atomic_path
 
 if TYPE_CHECKING:
     from .compare_report import SettingResult
@@ -66,12 +66,8 @@ def strip_plot(path: Path, settings: Sequence[SettingResult], title: str) -> Non
         for seed, (marker, _) in seeds.items()
     ]
     fig.legend(handles=keys, fontsize=7, loc="outside right upper")  # beside the panels, over no point
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120)
     finally:
         plt.close(fig)
-        Path(tmp).unlink(missing_ok=True)

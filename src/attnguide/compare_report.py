@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -88,12 +89,17 @@ def analyse(results: Sequence[CellResult], split: str = "dev") -> list[SettingRe
 
 
 def best_on_dev(settings: Sequence[SettingResult], seeds: int) -> dict[str, SettingResult]:
-    """Per data set, the setting with the highest mean among those with every seed finished."""
+    """Per data set, the setting with the highest mean among those with every seed finished; of
+    means equal up to rounding (the same number of correct answers summed in another order), the
+    earlier setting."""
     best: dict[str, SettingResult] = {}
     for setting in settings:
         name = setting.cell.data.name
-        if setting.summary.n == seeds and (
-            name not in best or setting.summary.mean > best[name].summary.mean
+        if setting.summary.n != seeds:
+            continue
+        mean = setting.summary.mean
+        if name not in best or (
+            mean > best[name].summary.mean and not math.isclose(mean, best[name].summary.mean)
         ):
             best[name] = setting
     return best

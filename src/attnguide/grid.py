@@ -24,6 +24,7 @@ import yaml
 
 from .config import SCOPES, GuideConfig, parse_guides, parse_layers
 from .errors import AttnguideError, DataError
+from .metrics import CLASSIFICATION_METRICS
 
 BASELINE = "none"
 DEFAULT_MODEL = "default"
@@ -427,6 +428,16 @@ def _datasets(source: _Source) -> list[DataSet]:
     return _name_datasets(source, datasets)
 
 
+def _compared_metrics(task: str) -> tuple[str, ...]:
+    """The task's measures a grid can compare settings on: those of metrics.json where higher is
+    better (its guiding losses and diagnostics are not)."""
+    if task == "ranking":
+        from .ranking.metrics import MEASURES
+
+        return tuple(MEASURES)
+    return CLASSIFICATION_METRICS
+
+
 def _dataset(source: _Source, entry: dict[str, Any], key: str | None) -> DataSet:
     """One data set from its entry; ``key`` is ``datasets`` for entries of that list."""
     from .data import FORMATS
@@ -456,8 +467,9 @@ def _dataset(source: _Source, entry: dict[str, Any], key: str | None) -> DataSet
             f"unknown {task or 'classification'} format {layout!r}; expected one of {', '.join(formats)}",
         )
     metric = entry.get("metric", DEFAULT_METRICS[task or "classification"])
-    if not isinstance(metric, str) or not metric:
-        raise fail("metric", f"expected a metric name of metrics.json, got {metric!r}")
+    measures = _compared_metrics(task or "classification")
+    if metric not in measures:
+        raise fail("metric", f"expected one of {', '.join(measures)} (higher is better), got {metric!r}")
     columns = tuple((k, _text(entry[k])) for k in ("text_a", "text_b", "label") if entry.get(k) is not None)
     name = entry.get("name")
     if name is not None and (not isinstance(name, str) or _shorten(name) != name):
