@@ -61,6 +61,19 @@ def test_pattern_loss_zero_on_target_and_known_value() -> None:
     assert pattern_loss(uniform, maps, rows[:, None]).item() == pytest.approx(0.1875)
 
 
+def test_pattern_loss_does_not_change_with_padding() -> None:
+    ids = torch.tensor([[101, 5, 6, 102]])
+    target, rows = pattern_targets(ids, torch.ones(1, 4, dtype=torch.long), [102], [6])["first"]
+    unpadded = pattern_loss(torch.full((1, 1, 4, 4), 0.25), target[:, None], rows[:, None])
+    padded_ids = torch.tensor([[101, 5, 6, 102, 0, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    padded_target, padded_rows = pattern_targets(padded_ids, mask, [102], [6])["first"]
+    maps = torch.zeros(1, 1, 6, 6)
+    maps[..., :4] = 0.25  # padded keys get no attention, as the model's mask makes it
+    loss = pattern_loss(maps, padded_target[:, None], padded_rows[:, None], mask)
+    assert loss.item() == pytest.approx(unpadded.item()) == pytest.approx(0.1875)
+
+
 def test_spread_parsing() -> None:
     assert parse_spread("first:2,next:1", 4) == ["first", "first", "next", None]
     assert parse_spread("first:2,previous:2,next:2,delimiter:2,period:2", 4) == [

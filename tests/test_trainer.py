@@ -77,13 +77,21 @@ def test_guiding_changes_training_and_logs_each_part(tmp_path) -> None:
         )
 
 
-def test_gradient_accumulation_averages_guiding_like_one_batch(tmp_path) -> None:
-    guide = GuideConfig(mdg_weight=1, pdg_weight=1)
+@pytest.mark.parametrize("guide", [GuideConfig(mdg_weight=1, pdg_weight=1), GuideConfig(guides="none")])
+def test_gradient_accumulation_averages_guiding_like_one_batch(tmp_path, guide) -> None:
     _, one_batch = train(tmp_path, GuidedTrainer, tiny_bert(dropout=0.0), batch_size=4, guide_config=guide)
     _, accumulated = train(
         tmp_path, GuidedTrainer, tiny_bert(dropout=0.0), batch_size=2, accumulation=2, guide_config=guide
     )
     assert torch.allclose(one_batch, accumulated, atol=1e-5)
+
+
+def test_a_map_guide_at_weight_zero_is_left_out(tmp_path) -> None:
+    guide = GuideConfig(guides="mdg+pdg+disagreement", disagreement_weight=0)
+    trainer, _ = train(tmp_path, GuidedTrainer, tiny_bert(), guide_config=guide)
+    assert trainer.capture.route == "efficient"  # no maps captured for a guide that adds nothing
+    logs = [entry for entry in trainer.state.log_history if "loss" in entry]
+    assert all({"mdg_loss", "pdg_loss"} <= set(e) and "disagreement_loss" not in e for e in logs)
 
 
 def test_warmup_ramp_starts_from_zero(tmp_path) -> None:

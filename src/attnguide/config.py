@@ -131,6 +131,13 @@ class GuideConfig:
         """Whether an active guide needs full attention maps, not only profiles."""
         return any(self.weight(g) > 0 for g in MAP_GUIDES)
 
+    @property
+    def trained_guides(self) -> tuple[str, ...]:
+        """The guides whose losses a training step computes and logs: the enabled profile guides at
+        any weight (they cost little), the map guides only at a positive weight (only then are the
+        maps they need captured)."""
+        return tuple(g for g in self.guides if g not in MAP_GUIDES or self.weight(g) > 0)
+
     def ramp(self, step: int) -> float:
         """Multiplier of the weights at an optimiser step: linear from 0 to 1 over ``warmup_steps``."""
         return 1.0 if self.warmup_steps == 0 else min(1.0, step / self.warmup_steps)

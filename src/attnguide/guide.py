@@ -40,7 +40,7 @@ def _pattern(inputs: MapInputs, mask: torch.Tensor, config: GuideConfig) -> torc
     rows = torch.stack([targets[spread[h]][1] for h in chosen], dim=1)
     maps = torch.cat([layer[:, chosen] for layer in inputs.maps], dim=1)
     repeat = len(inputs.maps)
-    return pattern_loss(maps, target.repeat(1, repeat, 1, 1), rows.repeat(1, repeat, 1))
+    return pattern_loss(maps, target.repeat(1, repeat, 1, 1), rows.repeat(1, repeat, 1), mask)
 
 
 def _disagreement(inputs: MapInputs, mask: torch.Tensor, config: GuideConfig) -> torch.Tensor:

@@ -88,19 +88,25 @@ def disagreement_loss(attention: torch.Tensor, mask: torch.Tensor | None = None)
     return (off_diagonal / (heads * (heads - 1))).mean()
 
 
-def pattern_loss(attention: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def pattern_loss(
+    attention: torch.Tensor, targets: torch.Tensor, rows: torch.Tensor, keys: torch.Tensor | None = None
+) -> torch.Tensor:
     """Pattern guidance (Deshpande and Narasimhan, Findings of EMNLP 2020): mean squared error.
 
     ``attention`` holds the guided heads' maps [batch, heads, query, key], ``targets`` the pattern
-    each head should follow [batch, heads, query, key] (rows sum to 1), and ``rows`` [batch, heads,
-    query] marks the query rows that count (valid queries that have the pattern). The loss is the
-    mean of the squared differences over the counted rows and every key.
+    each head should follow [batch, heads, query, key] (rows sum to 1), ``rows`` [batch, heads,
+    query] marks the query rows that count (valid queries that have the pattern), and ``keys``
+    [batch, key] the valid keys (default: all). The loss is the mean of the squared differences over
+    the counted rows and their sequence's valid keys, so padding does not change it.
     """
     if attention.shape != targets.shape or rows.shape != attention.shape[:3]:
         raise ValueError(
             f"attention {tuple(attention.shape)}, targets {tuple(targets.shape)} and rows "
             f"{tuple(rows.shape)} do not match"
         )
+    if keys is None:
+        keys = torch.ones(attention.shape[0], attention.shape[-1], device=attention.device)
+    keys = keys.to(device=attention.device, dtype=torch.float32)
     counted = rows.float()
-    squared = (attention.float() - targets.float()).pow(2).sum(-1) * counted
-    return squared.sum() / (counted.sum() * attention.shape[-1]).clamp(min=1)
+    squared = ((attention.float() - targets.float()).pow(2) * keys[:, None, None, :]).sum(-1) * counted
+    return squared.sum() / (counted * keys.sum(-1)[:, None, None]).sum().clamp(min=1)

@@ -23,15 +23,19 @@ class NonFiniteLossError(AttnguideError):
 class GuidedTrainer(Trainer):
     """Adds ``Σ weight·guide_loss`` to the task loss of every training step and logs each part.
 
-    ``guide_config=None``, no guides, or all weights 0 leave the Trainer exactly as it is: the
-    model keeps its attention kernel and ``compute_loss`` is the Trainer's own. Evaluation loss is
-    the task loss alone. The logs gain ``task_loss`` and one ``<guide>_loss`` per guide, averaged
-    over the logging interval (and over processes).
+    ``guide_config=None``, no guides, or all weights 0 leave the model as it is (its attention
+    kernel too) and ``compute_loss`` is the Trainer's own. Evaluation loss is the task loss alone.
+    The logs gain ``task_loss`` and one ``<guide>_loss`` per guide (``GuideConfig.trained_guides``),
+    averaged over the logging interval (and over processes).
 
     Sequence-classification heads return a per-batch mean loss and ignore ``num_items_in_batch``;
     the Trainer is told so (``loss_is_scaled_for_ga = False``, ``model_accepts_loss_kwargs = False``),
     so that gradient accumulation and several processes average the task loss, like the guiding
-    losses, over micro-batches. With one process and no accumulation this changes nothing.
+    losses, over micro-batches. This holds with guiding off too, so that a baseline and a guided run
+    scale their task loss alike. With one process and no accumulation it changes nothing; otherwise
+    it differs from a plain ``Trainer``, which leaves such a loss undivided by the accumulation
+    steps and multiplies it by the number of processes, so that its logged loss and gradient grow
+    with both.
 
     A NaN or infinite task or guiding loss stops training with a ``NonFiniteLossError`` naming the
     step and the loss (``nonfinite="stop"``), or skips that batch: no gradient from it, counted in
@@ -78,7 +82,10 @@ class GuidedTrainer(Trainer):
         maps = None
         if self.guide_config.needs_maps:
             maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
-        parts = guide_losses(profiles, mask, self.guide_config, self.capture.heads_per_layer, maps=maps)
+        config = self.guide_config
+        parts = guide_losses(
+            profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
+        )
         guiding = weighted_sum(parts, self.guide_config, self.state.global_step)
         outputs.attentions = None
         loss = task_loss + guiding
