@@ -380,6 +380,25 @@ def test_profiles_need_a_recorded_forward() -> None:
         capture.profiles(outputs, inputs["attention_mask"])
 
 
+def test_recorder_maps_recomputed_calls_to_the_layers_their_modules_served() -> None:
+    heads = torch.zeros(1, 2, 3, 4)
+    first, second = torch.nn.Module(), torch.nn.Module()
+    recorder = efficient_attention.ProfileRecorder(layers=[1], num_layers=2)
+    assert [recorder.next_layer_is_guided(m, heads, heads, {}) for m in (first, second)] == [False, True]
+    recorder.record(heads)
+    # activation checkpointing reruns the layers in the backward pass, last first
+    assert [recorder.next_layer_is_guided(m, heads, heads, {}) for m in (second, first)] == [True, False]
+    recorder.record(heads)
+    assert len(recorder.profiles) == 1 and recorder.calls == 4
+    shared = efficient_attention.ProfileRecorder(layers=[1], num_layers=2)  # one module for both layers
+    module = torch.nn.Module()
+    assert [shared.next_layer_is_guided(module, heads, heads, {}) for _ in range(2)] == [False, True]
+    with pytest.raises(
+        AttentionCaptureError, match=r"served layers \[0, 1\] in the forward pass, guided and not"
+    ):
+        shared.next_layer_is_guided(module, heads, heads, {})
+
+
 @pytest.mark.parametrize("family", INTERFACE_FAMILIES + OTHER_FAMILIES)
 def test_auto_takes_the_efficient_route_where_the_model_allows(family: str) -> None:
     capture = make_capture(tiny(family), GuideConfig())

@@ -8,6 +8,7 @@ from datasets import Dataset
 from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
 
 from attnguide import GuideConfig, GuidedTrainer
+from attnguide.errors import AttentionCaptureError
 
 
 def tiny_bert(dropout: float = 0.1) -> BertForSequenceClassification:
@@ -34,10 +35,15 @@ def toy_data(size: int = 16, length: int = 10) -> Dataset:
     )
 
 
-def train(tmp_path, trainer_class, model, batch_size=4, accumulation=1, optim=None, **kwargs):
-    optimizer = {} if optim is None else {"optim": optim}
+def train(tmp_path, trainer_class, model, batch_size=4, accumulation=1, optim=None, reentrant=None, **kwargs):
+    """Train 4 steps; ``reentrant`` True or False: with activation checkpointing of that kind."""
+    extra = {} if optim is None else {"optim": optim}
+    if reentrant is not None:
+        extra.update(
+            activation_checkpointing=True, activation_checkpointing_kwargs={"use_reentrant": reentrant}
+        )
     args = TrainingArguments(
-        **optimizer,
+        **extra,
         output_dir=str(tmp_path),
         report_to="none",
         max_steps=4,
@@ -92,6 +98,27 @@ def test_a_map_guide_at_weight_zero_is_left_out(tmp_path) -> None:
     assert trainer.capture.route == "efficient"  # no maps captured for a guide that adds nothing
     logs = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert all({"mdg_loss", "pdg_loss"} <= set(e) and "disagreement_loss" not in e for e in logs)
+
+
+@pytest.mark.parametrize("layers", ["all", "last:1"])
+def test_activation_checkpointing_trains_exactly_as_without(tmp_path, layers) -> None:
+    """The efficient route's recomputed layers take the route of their first pass."""
+    guide = GuideConfig(mdg_weight=1, pdg_weight=1, layers=layers)
+    _, plain = train(tmp_path, GuidedTrainer, tiny_bert(), guide_config=GuideConfig(guides="none"))
+    trainer, guided = train(tmp_path, GuidedTrainer, tiny_bert(), guide_config=guide)
+    checkpointed_trainer, checkpointed = train(
+        tmp_path, GuidedTrainer, tiny_bert(), reentrant=False, guide_config=guide
+    )
+    assert checkpointed_trainer.capture.route == trainer.capture.route == "efficient"
+    assert checkpointed_trainer.model.is_gradient_checkpointing
+    assert torch.equal(guided, checkpointed) and not torch.allclose(guided, plain)
+
+
+@pytest.mark.parametrize("capture", ["efficient", "output-attentions"])
+def test_reentrant_checkpointing_is_refused_not_trained_without_guiding(tmp_path, capture) -> None:
+    guide = GuideConfig(capture=capture)
+    with pytest.raises(AttentionCaptureError, match="use_reentrant=False"):
+        train(tmp_path, GuidedTrainer, tiny_bert(), reentrant=True, guide_config=guide)
 
 
 def test_warmup_ramp_starts_from_zero(tmp_path) -> None:

@@ -158,7 +158,7 @@ class EfficientCapture:
 
         ``attention_mask`` [batch, positions] says which queries are averaged (all when None).
         """
-        self._recorder = ProfileRecorder(self.layers, attention_mask)
+        self._recorder = ProfileRecorder(self.layers, attention_mask, num_layers=self.num_layers)
         return {RECORDER_KWARG: self._recorder}
 
     def profiles(self, outputs, attention_mask: torch.Tensor) -> torch.Tensor:

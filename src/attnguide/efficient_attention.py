@@ -583,7 +583,10 @@ class ProfileRecorder:
     """Collects the received-attention profiles of the guided layers during one forward call.
 
     Give it to the model's forward call as ``RECORDER_KWARG``; ``calls`` counts every attention
-    call, so that a model whose attention calls do not match its layers can be detected.
+    call, so that a model whose attention calls do not match its layers can be detected. Given the
+    model's ``num_layers``, calls beyond them are recomputations: activation checkpointing reruns a
+    layer's forward in the backward pass, and that call must take the same route as the first, so
+    its layer is the one the same attention module served in the forward pass.
     """
 
     def __init__(
@@ -591,20 +594,39 @@ class ProfileRecorder:
         layers: Sequence[int],
         attention_mask: torch.Tensor | None = None,
         chunk_elements: int | None = None,
+        num_layers: int | None = None,
     ) -> None:
         self.layers = frozenset(layers)
         self.attention_mask = attention_mask
         self.chunk_elements = chunk_elements
+        self.num_layers = num_layers
         self.calls = 0
         self.profiles: list[torch.Tensor] = []
         self._weights: torch.Tensor | None = None
+        self._layers_of: dict[torch.nn.Module, list[int]] = {}
+
+    @property
+    def recomputing(self) -> bool:
+        """Whether the last call was a recomputation (see the class docstring)."""
+        return self.num_layers is not None and self.calls > self.num_layers
 
     def next_layer_is_guided(
         self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, kwargs: dict
     ) -> bool:
         """Count one attention call; True if its layer is guided (checked to be one this route handles)."""
-        layer = self.calls
         self.calls += 1
+        if self.recomputing:
+            served = self._layers_of.get(module, [])
+            guided = {layer in self.layers for layer in served}
+            if len(guided) != 1:
+                raise AttentionCaptureError(
+                    f"{type(module).__name__} served layers {served} in the forward pass, guided and not, "
+                    "and activation checkpointing reruns it: guide all of them or none, or use "
+                    "capture='output-attentions'"
+                )
+            return guided.pop()
+        layer = self.calls - 1
+        self._layers_of.setdefault(module, []).append(layer)
         if layer not in self.layers:
             return False
         unsupported = [name for name in _UNSUPPORTED_KWARGS if kwargs.get(name) is not None]
@@ -615,6 +637,11 @@ class ProfileRecorder:
                 "use capture='output-attentions'"
             )
         return True
+
+    def record(self, profile: torch.Tensor) -> None:
+        """Keep a guided layer's profile; a recomputation's repeats the forward pass's and is dropped."""
+        if not self.recomputing:
+            self.profiles.append(profile)
 
     def query_weights(self, query: torch.Tensor) -> torch.Tensor:
         """The weight of each query in the profile average [batch, queries], computed once per forward."""
@@ -680,7 +707,7 @@ def guided_sdpa_attention(
     else:
         profile = received_attention(query, key, attention_mask, weights, scaling, chunk)
         output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    recorder.profiles.append(profile)
+    recorder.record(profile)
     return output, None
 
 

@@ -9,7 +9,7 @@ from transformers import Trainer
 
 from .capture import make_capture
 from .config import GuideConfig
-from .errors import AttnguideError
+from .errors import AttentionCaptureError, AttnguideError
 from .guide import MapInputs, guide_losses, weighted_sum
 from .patterns import PatternTokens
 
@@ -79,6 +79,12 @@ class GuidedTrainer(Trainer):
         inputs = {**inputs, **self.capture.forward_kwargs(mask)}
         task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         profiles = self.capture.profiles(outputs, mask)
+        if torch.is_grad_enabled() and not profiles.requires_grad:
+            raise AttentionCaptureError(
+                "the guided layers' attention carries no gradient, so guiding would change no weight: "
+                "reentrant activation checkpointing runs layers without autograd (use use_reentrant=False), "
+                "or the guided layers are frozen"
+            )
         maps = None
         if self.guide_config.needs_maps:
             maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
