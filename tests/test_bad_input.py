@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from attnguide.cli import main
-from attnguide.demo import make_dataset
 from attnguide.io import write_jsonl
 
 SICK_HEADER = "pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
@@ -95,14 +94,35 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
         ["data.jsonl:2:", "mixes types"],
     ),
     "dev label unknown to train": (
+        lambda t: ["--dev", sick(t, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL", name="dv.txt")],
+        ["dv.txt:3:", "label 'NEUTRAL' does not occur in the training data"],
+    ),
+    "unclosed quote": (
         lambda t: [
             "--train",
-            nli(t, make_dataset(9, 1)[:2], "tr.jsonl"),
-            "--dev",
-            nli(t, make_dataset(9, 1), "dv.jsonl"),
+            str(_write(t / "u.csv", 'a,b,label\nx,y,"pos\nz,w,neg\n')),
+            "--text-a",
+            "a",
+            "--label",
+            "label",
         ],
-        ["dv.jsonl", "does not occur in the training data"],
+        ["u.csv:2:", "malformed comma-separated row"],
     ),
+    "too many fields": (
+        lambda t: ["--train", sick(t, GOOD, "2\tA dog\truns.\tA cat runs.\t2.0\tNEUTRAL")],
+        ["sick.txt:3:", "too many fields: expected 5 tab-separated fields"],
+    ),
+    "max length beyond the model": (lambda t: ["--max-length", "100000"], ["--max-length 100000", "at most"]),
+    "max length below the special tokens": (lambda t: ["--max-length", "2"], ["use at least 5"]),
+    "warmup ratio 1": (lambda t: ["--warmup-ratio", "1"], ["--warmup-ratio must be at least 0 and below 1"]),
+    "infinite epochs": (lambda t: ["--epochs", "inf"], ["--epochs must be a positive number"]),
+    "negative seed": (lambda t: ["--seed", "-1"], ["--seed must be a whole number from 0"]),
+    "unknown logger": (lambda t: ["--report-to", "nope"], ["--report-to: unknown logger 'nope'"]),
+    "dev file and dev split": (
+        lambda t: ["--dev", sick(t, GOOD), "--dev-split", "validation"],
+        ["one of --dev FILE or --dev-split SPLIT"],
+    ),
+    "dev split without a dataset": (lambda t: ["--dev-split", "validation"], ["--dev-split names a split"]),
     "nothing left after dropping": (
         lambda t: ["--train", nli(t, [{"sentence1": "a", "sentence2": "b", "gold_label": "-"}])],
         ["data.jsonl", "no labelled rows left after dropping 1"],
@@ -225,3 +245,54 @@ def test_over_long_inputs_are_truncated_and_counted(tiny_model_dir, tmp_path, ca
         )
     assert "1 of 2 examples truncated to 16 tokens" in caplog.text
     assert json.loads((out / "run.json").read_text())["options"]["max_length"] == 16
+
+
+def test_a_logger_that_is_not_installed(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("transformers.integrations.get_available_reporting_integrations", lambda: [])
+    train = sick(tmp_path, GOOD)
+    args = ["train", "--model", tiny_model_dir, "--train", train, "--report-to", "tensorboard"]
+    code = main([*args, "--output-dir", str(tmp_path / "out")])
+    assert_one_line_error(capsys, code, ["--report-to tensorboard: its package is not installed"])
+
+
+def test_the_current_directory_is_refused_as_output(tiny_model_dir, tmp_path, capsys, monkeypatch) -> None:
+    train = sick(tmp_path, GOOD)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    for output in (".", str(tmp_path)):
+        code = main(["train", "--model", tiny_model_dir, "--train", train, "--output-dir", output])
+        assert_one_line_error(capsys, code, ["is the current directory or holds it"])
+    assert not list(tmp_path.glob(".*")) and not list(work.iterdir())
+
+
+def test_eval_refuses_a_directory_for_output_and_names_the_line_of_an_unknown_label(
+    tiny_model_dir, tmp_path, capsys
+) -> None:
+    train = sick(tmp_path, GOOD, name="tr.txt")
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "-q",
+                "train",
+                "--model",
+                tiny_model_dir,
+                "--train",
+                train,
+                "--epochs",
+                "1",
+                "--output-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    data = sick(tmp_path, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL", name="ev.txt")
+    (tmp_path / "predictions").mkdir()
+    code = main(["eval", "--model", str(run), "--data", train, "--output", str(tmp_path / "predictions")])
+    assert_one_line_error(capsys, code, ["predictions: is a directory"])
+    code = main(["eval", "--model", str(run), "--data", data, "--output", str(tmp_path / "p.jsonl")])
+    assert_one_line_error(capsys, code, ["ev.txt:3:", "label 'NEUTRAL' is not one the model knows"])
+    assert not (tmp_path / "p.jsonl").exists()

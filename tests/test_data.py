@@ -10,6 +10,7 @@ import pytest
 
 from attnguide.data import FORMATS, PairData, label_list, load_hf_dataset, read_pairs
 from attnguide.errors import DataError
+from attnguide.io import write_jsonl
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -146,6 +147,22 @@ def test_generic_jsonl_with_integer_labels(format: str) -> None:
     assert label_list(data) == ["0", "1"]
 
 
+def test_generic_column_names_do_not_impose_a_glue_label_set(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="attnguide")
+    sentiment = tmp_path / "sentiment.csv"
+    sentiment.write_text("sentence,label\ngood,pos\nbad,neg\nfine,pos\n")
+    for format in ("auto", "csv"):
+        data = read_pairs(sentiment, format=format)
+        assert (data.layout, data.labels, data.label_order) == ("glue-sst2", ["pos", "neg", "pos"], None)
+        assert label_list(data) == ["neg", "pos"]
+    assert "label 'pos' is not one of the glue-sst2 layout's (0, 1)" in caplog.text
+    five = tmp_path / "sst5.jsonl"
+    write_jsonl(five, [{"sentence": f"s{i}", "label": i} for i in range(5)])
+    assert label_list(read_pairs(five)) == ["0", "1", "2", "3", "4"]
+    with pytest.raises(DataError, match=r"sentiment.csv:2: unknown label 'pos' in 'label' \(known: 0, 1\)"):
+        read_pairs(sentiment, format="glue-sst2")  # a named layout keeps its label set
+
+
 def test_generic_tsv_reads_quotes_literally(tmp_path: Path) -> None:
     path = write(tmp_path, "pairs.txt", 'left\tright\ty\n"open quote\tclose" quote\tyes\n')
     data = read_pairs(path, format="tsv", text_a="left", text_b="right", label="y")
@@ -257,6 +274,29 @@ def test_hf_dataset_column_arguments(hf_dir: Path) -> None:
     assert data.text_a[0] == "Someone makes music."
     with pytest.raises(DataError, match=r"missing column 'claim' \(columns: premise, hypothesis, label\)"):
         load_hf_dataset(hf_dir, text_a="claim")
+
+
+def test_a_plain_saved_dataset_has_no_other_split_and_path_typos_fail_at_once(hf_dir: Path, tmp_path) -> None:
+    assert len(load_hf_dataset(hf_dir, split="train")) == 3  # the one dataset serves as training data
+    with pytest.raises(DataError, match="holds one dataset without splits, so no split 'validation'"):
+        load_hf_dataset(hf_dir, split="validation")
+    with pytest.raises(DataError, match="no such dataset folder"):
+        load_hf_dataset(str(hf_dir) + "-typo")
+    (tmp_path / "data.txt").write_text("x")
+    with pytest.raises(DataError, match="is a file; --dataset takes a save_to_disk folder"):
+        load_hf_dataset(tmp_path / "data.txt")
+
+
+def test_a_dataset_trains_with_a_dev_file_beside_it(hf_dir: Path, tmp_path) -> None:
+    from attnguide.training import ClassificationTask, TrainOptions
+
+    dev = tmp_path / "dev.jsonl"
+    write_jsonl(dev, [{"sentence1": "A dog.", "sentence2": "An animal.", "gold_label": "entailment"}])
+    task = ClassificationTask(
+        TrainOptions(output_dir=str(tmp_path / "out"), dataset=str(hf_dir), dev=str(dev))
+    )
+    assert task.read() == ["entailment", "neutral", "contradiction"]
+    assert (len(task.train_data), task.dev_data.source, len(task.dev_data)) == (3, str(dev), 1)
 
 
 # --- label_list -----------------------------------------------------------------------------------------

@@ -208,17 +208,20 @@ def _eval(args: argparse.Namespace) -> int:
     from .encoding import encode_pairs
     from .evaluation import evaluate
     from .io import write_json, write_jsonl
-    from .models import load_classifier, load_tokenizer
+    from .models import check_max_length, load_classifier, load_tokenizer
     from .training import prediction_rows, saved_guide_config
 
-    if args.batch_size < 1 or args.max_length < 1:
-        raise AttnguideError("--batch-size and --max-length must be at least 1")
+    if args.batch_size < 1:
+        raise AttnguideError("--batch-size must be at least 1")
+    output = Path(args.output or f"{Path(args.data).stem}.predictions.jsonl")
+    if output.is_dir():
+        raise AttnguideError(f"--output {output}: is a directory; expected a file name for the predictions")
     data = read_pairs(args.data, args.format, text_a=args.text_a, text_b=args.text_b, label=args.label)
     tokenizer = load_tokenizer(args.model)
     model = load_classifier(args.model, attn_implementation="eager")
+    check_max_length(args.model, model, tokenizer, args.max_length)
     dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
     evaluation = evaluate(model, tokenizer, dataset, saved_guide_config(args.model), args.batch_size)
-    output = Path(args.output or f"{Path(args.data).stem}.predictions.jsonl")
     write_jsonl(output, prediction_rows(data, evaluation, model.config.id2label))
     write_json(output.with_suffix(".metrics.json"), evaluation.metrics)
     logger.info("predictions written to %s", output)

@@ -13,11 +13,12 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from attnguide.errors import DataError
+from attnguide.io import names_a_local_path
 
 logger = logging.getLogger("attnguide")
 
@@ -108,6 +109,10 @@ _LAYOUTS: tuple[_Layout, ...] = (
     _Layout("glue-sst2", "sentence", None, "label", ("sentence", "label"), ("0", "1")),
 )
 _LAYOUT_BY_NAME = {layout.name: layout for layout in _LAYOUTS}
+# Layouts whose columns identify the data set itself, so that its label set holds for any file
+# detected as one; the GLUE RTE, QNLI and SST-2 columns are generic names other data sets use too.
+_DISTINCTIVE_LAYOUTS = frozenset({"sick", "msrp", "glue-mnli", "nli"})
+_NO_OVERRIDES = {"text_a": None, "text_b": None, "label": None}
 
 # Formats that name a layout; the remaining formats ("auto", "csv", "tsv", "jsonl") detect it.
 _FORMAT_LAYOUT = {
@@ -147,9 +152,20 @@ class PairData:
     layout: str
     label_order: tuple[str, ...] | None
     dropped: int = 0
+    positions: list[int] = field(default_factory=list)
+    by_line: bool = True
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def error(self, index: int, message: str) -> DataError:
+        """A DataError about example ``index``, naming its file line (``positions``, ``by_line``) or
+        its row index in a dataset."""
+        if not self.positions:
+            return DataError(self.source, message)
+        if self.by_line:
+            return DataError(self.source, message, line=self.positions[index])
+        return DataError(self.source, f"{message} (row index {self.positions[index]})")
 
 
 # A function that yields (line number, record) for the data rows, given the columns each row needs.
@@ -184,7 +200,10 @@ def read_pairs(
             else:
                 header, header_line, rows = _delimited_rows(path, f, container)
             layout = _resolve_layout(path, format, container, header, header_line, overrides)
-            return _collect(path, layout, rows(layout.columns), header_line)
+            strict = format in _FORMAT_LAYOUT or (
+                format == "auto" and layout.name in _DISTINCTIVE_LAYOUTS and overrides == _NO_OVERRIDES
+            )
+            return _collect(path, layout, rows(layout.columns), header_line, strict_labels=strict)
     except UnicodeDecodeError:
         line, detail = _find_bad_utf8(path)
         raise DataError(path, f"invalid UTF-8 ({detail}); expected UTF-8 text", line=line) from None
@@ -206,13 +225,24 @@ def load_hf_dataset(
     from datasets.exceptions import DatasetNotFoundError
 
     source = str(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        raise DataError(
+            source, "is a file; --dataset takes a save_to_disk folder or a Hub name (files: --train)"
+        )
+    if not path.exists() and names_a_local_path(source):
+        raise DataError(source, "no such dataset folder")
     try:
-        if Path(name_or_path).is_dir():
+        if path.is_dir():
             loaded = datasets.load_from_disk(source)
             if isinstance(loaded, datasets.DatasetDict):
                 if split not in loaded:
                     raise DataError(source, f"no split {split!r} (splits: {', '.join(loaded)})")
                 loaded = loaded[split]
+            elif split != "train":
+                raise DataError(
+                    source, f"holds one dataset without splits, so no split {split!r}; save a DatasetDict"
+                )
         else:
             loaded = datasets.load_dataset(source, split=split)
     except (FileNotFoundError, ConnectionError, DatasetNotFoundError) as error:
@@ -251,11 +281,10 @@ def label_list(train: PairData, dev: PairData | None = None) -> list[str]:
     else:
         labels = sorted(seen)
     if dev is not None:
-        for name in dev.labels:
+        for index, name in enumerate(dev.labels):
             if name not in seen:
-                raise DataError(
-                    dev.source,
-                    f"label {name!r} does not occur in the training data (known: {', '.join(labels)})",
+                raise dev.error(
+                    index, f"label {name!r} does not occur in the training data (known: {', '.join(labels)})"
                 )
     return labels
 
@@ -316,10 +345,14 @@ def _collect(
     records: Iterable[tuple[int, dict[str, Any]]],
     header_line: int | None,
     rows_are_lines: bool = True,
+    strict_labels: bool = False,
 ) -> PairData:
     """Validate records and gather their texts and labels, dropping unlabelled rows.
 
-    Records are numbered by file line (``rows_are_lines``) or by row index (datasets).
+    Records are numbered by file line (``rows_are_lines``) or by row index (datasets). A label
+    outside the layout's label set is an error where the user named the layout (``strict_labels``);
+    where it was only detected from the columns, the file's own labels are kept and the layout's set
+    no longer applies.
     """
 
     def fail(message: str, number: int) -> DataError:
@@ -329,6 +362,8 @@ def _collect(
 
     texts: list[list[str]] = [[] for _ in layout.text_columns]
     labels: list[str] = []
+    positions: list[int] = []
+    label_order = layout.label_order
     dropped = 0
     first_label: tuple[str, int] | None = None  # (type name, row) of the first label, to catch mixed types
     for number, record in records:
@@ -355,9 +390,18 @@ def _collect(
         if value in _UNLABELLED:
             dropped += 1
             continue
-        if layout.label_order is not None and value not in layout.label_order:
-            known = ", ".join(layout.label_order)
-            raise fail(f"unknown label {value!r} in {layout.label!r} (known: {known})", number)
+        if label_order is not None and value not in label_order:
+            known = ", ".join(label_order)
+            if strict_labels:
+                raise fail(f"unknown label {value!r} in {layout.label!r} (known: {known})", number)
+            logger.info(
+                "%s: label %r is not one of the %s layout's (%s): the file's own labels are used",
+                source,
+                value,
+                layout.name,
+                known,
+            )
+            label_order = None
         for column, column_texts in zip(layout.text_columns, texts, strict=True):
             text = record[column]
             if not isinstance(text, str):
@@ -366,6 +410,7 @@ def _collect(
                 raise fail(f"empty text in column {column!r}", number)
             column_texts.append(text.strip())
         labels.append(value)
+        positions.append(number)
 
     if not labels:
         if dropped:
@@ -379,8 +424,10 @@ def _collect(
         labels=labels,
         source=str(source),
         layout=layout.name,
-        label_order=layout.label_order,
+        label_order=label_order,
         dropped=dropped,
+        positions=positions,
+        by_line=rows_are_lines,
     )
 
 
@@ -426,7 +473,7 @@ def delimited_header(path: Path, records: Iterator[tuple[int, list[str]]]) -> tu
 def _delimited_rows(path: Path, f: TextIO, container: str) -> tuple[list[str], int, _RowReader]:
     """Read the header of a TSV/CSV file; return it, its line number and a reader for the data rows."""
     if container == "csv":
-        reader = csv.reader(f)
+        reader = csv.reader(f, strict=True)  # an unclosed quote is an error, not the rest of the file
         what = "comma-separated"
     else:
         # MSRP, SNLI and GLUE TSVs hold bare double quotes inside sentences: no quoting at all.
@@ -445,6 +492,12 @@ def _delimited_rows(path: Path, f: TextIO, container: str) -> tuple[list[str], i
                     path,
                     f"too few fields: expected at least {needed} {what} fields "
                     f"(up to column {header[needed - 1]!r}), found {len(row)}",
+                    line=line,
+                )
+            if any(field.strip() for field in row[len(header) :]):
+                raise DataError(
+                    path,
+                    f"too many fields: expected {len(header)} {what} fields (the header's), found {len(row)}",
                     line=line,
                 )
             yield line, {name: row[i] for name, i in index.items()}

@@ -8,7 +8,6 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from .data import PairData
-from .errors import DataError
 
 logger = logging.getLogger("attnguide")
 
@@ -32,9 +31,11 @@ def encode_pairs(
         )
     columns = dict(tokenizer(*texts, truncation=True, max_length=max_length))
     if label2id is not None:
-        unknown = sorted(set(data.labels) - set(label2id))
-        if unknown:
+        unknown = next((i for i, label in enumerate(data.labels) if label not in label2id), None)
+        if unknown is not None:
             known = ", ".join(label2id)
-            raise DataError(data.source, f"label {unknown[0]!r} is not one the model knows (known: {known})")
+            raise data.error(
+                unknown, f"label {data.labels[unknown]!r} is not one the model knows (known: {known})"
+            )
         columns["labels"] = [label2id[label] for label in data.labels]
     return Dataset.from_dict(columns)

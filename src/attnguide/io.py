@@ -1,4 +1,5 @@
-"""Writing result files atomically: to a temporary name first, renamed when complete."""
+"""Files: result files written atomically (to a temporary name first, renamed when complete), and
+local paths told from Hub names."""
 
 from __future__ import annotations
 
@@ -47,3 +48,9 @@ def write_json(path: str | Path, data: object) -> None:
 def write_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     """One JSON object per line, written atomically."""
     write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def names_a_local_path(name: str) -> bool:
+    """Whether ``name``, which does not exist here, can only be meant as a local path (and so is a
+    typo to report at once) rather than a Hub id such as ``org/name``."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")

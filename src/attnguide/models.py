@@ -12,6 +12,7 @@ from transformers import (
 )
 
 from .errors import AttnguideError
+from .io import names_a_local_path
 
 
 def default_model_path() -> str:
@@ -27,7 +28,7 @@ def _check_location(name: str) -> None:
     if path.exists():
         if not (path / "config.json").is_file():
             raise AttnguideError(f"{name}: expected a model directory with a config.json")
-    elif name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/"):
+    elif names_a_local_path(name):
         raise AttnguideError(f"{name}: model path does not exist")
 
 
@@ -60,3 +61,20 @@ def load_classifier(
         raise AttnguideError(
             f"{name}: cannot load a sequence classifier ({str(error).splitlines()[0]})"
         ) from None
+
+
+def check_max_length(
+    name: str, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> None:
+    """Fail in one line on a ``--max-length`` the model cannot take: more tokens than its position
+    embeddings or its tokenizer allow, or too few for a pair's special tokens and some text."""
+    limits = [getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+    longest = min((n for n in limits if isinstance(n, int) and n < 1_000_000), default=None)
+    if longest is not None and max_length > longest:
+        raise AttnguideError(f"--max-length {max_length}: {name} takes at most {longest} tokens")
+    shortest = tokenizer.num_special_tokens_to_add(pair=True) + 2
+    if max_length < shortest:
+        raise AttnguideError(
+            f"--max-length {max_length}: too short for a pair's special tokens and text; "
+            f"use at least {shortest}"
+        )

@@ -30,7 +30,10 @@ def file_sha256(path: str | Path) -> str:
 
 
 def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse to clobber a file or an existing non-empty directory unless asked to."""
+    """Refuse to clobber a file or an existing non-empty directory unless asked to, and the current
+    directory (or one holding it), which a finished run cannot be renamed into."""
+    if Path.cwd().resolve().is_relative_to(output_dir.resolve()):
+        raise AttnguideError(f"{output_dir}: is the current directory or holds it; name a new directory")
     if output_dir.exists() and not output_dir.is_dir():
         raise AttnguideError(f"{output_dir}: output path exists and is not a directory")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:

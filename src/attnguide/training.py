@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -36,7 +37,7 @@ from .encoding import encode_pairs
 from .errors import AttnguideError
 from .evaluation import Evaluation, evaluate
 from .io import write_json, write_jsonl
-from .models import default_model_path, load_classifier, load_tokenizer
+from .models import check_max_length, default_model_path, load_classifier, load_tokenizer
 from .rundir import (
     check_output_dir,
     drop_incomplete_checkpoints,
@@ -92,21 +93,51 @@ class TrainOptions:
                 raise AttnguideError(
                     f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}"
                 )
-        if not self.epochs > 0:
-            raise AttnguideError(f"--epochs must be positive, got {self.epochs}")
+        if not 0 < self.epochs < math.inf:
+            raise AttnguideError(f"--epochs must be a positive number, got {self.epochs}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise AttnguideError(f"--warmup-ratio must be at least 0 and below 1, got {self.warmup_ratio}")
+        if not 0 <= self.seed < 2**32:
+            raise AttnguideError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed}")
+        check_loggers(self.report_to)
         if not self.lr > 0:
             raise AttnguideError(f"--lr must be positive, got {self.lr}")
         if self.save_steps is not None and self.save_steps < 1:
             raise AttnguideError(f"--save-steps must be at least 1, got {self.save_steps}")
         if (self.train is None) == (self.dataset is None):
             raise AttnguideError("give the training data with exactly one of --train FILE or --dataset NAME")
+        if self.dev is not None and self.dev_split is not None:
+            raise AttnguideError("give the dev data with one of --dev FILE or --dev-split SPLIT, not both")
+        if self.dataset is None and self.dev_split is not None:
+            raise AttnguideError("--dev-split names a split of --dataset; with --train, give --dev FILE")
+
+
+def check_loggers(report_to: str) -> None:
+    """Fail in one line on a ``--report-to`` naming a logger the Trainer does not know, or one whose
+    package is not installed."""
+    from transformers.integrations import get_available_reporting_integrations
+    from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+    if report_to in ("none", "all"):
+        return
+    for name in report_to.split(","):
+        if name not in INTEGRATION_TO_CALLBACK:
+            known = ", ".join(sorted(INTEGRATION_TO_CALLBACK))
+            raise AttnguideError(
+                f"--report-to: unknown logger {name!r}; expected none, all or any of {known}"
+            )
+        if name not in get_available_reporting_integrations():
+            raise AttnguideError(f"--report-to {name}: its package is not installed (pip install {name})")
 
 
 def _read(options: TrainOptions, path: str | None, split: str | None) -> PairData | None:
+    """A data file (``path``), else a split of ``--dataset``, else None."""
     columns = {"text_a": options.text_a, "text_b": options.text_b, "label": options.label}
-    if options.dataset is not None:
-        return None if split is None else load_hf_dataset(options.dataset, split, **columns)
-    return None if path is None else read_pairs(path, options.format, **columns)
+    if path is not None:
+        return read_pairs(path, options.format, **columns)
+    if options.dataset is not None and split is not None:
+        return load_hf_dataset(options.dataset, split, **columns)
+    return None
 
 
 def final_train_losses(log_history: list[dict]) -> dict[str, float]:
@@ -304,7 +335,7 @@ def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetu
         save_steps=options.save_steps or 500,
         save_total_limit=1,
         train_sampling_strategy=options.sampling,
-        report_to=options.report_to,
+        report_to=options.report_to.split(","),
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=_several_cpu_processes(),
         disable_tqdm=not logger.isEnabledFor(logging.INFO),
@@ -330,6 +361,7 @@ def run_training(options: TrainOptions, task: Task | None = None) -> dict[str, f
     tokenizer = load_tokenizer(model_name)
     set_seed(options.seed)  # the new head is initialised here, before the Trainer seeds
     model = load_classifier(model_name, labels)
+    check_max_length(model_name, model, tokenizer, options.max_length)
     options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
     setup = task.encode(tokenizer, model.config.label2id)
 
