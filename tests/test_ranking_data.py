@@ -122,3 +122,28 @@ def test_trec_errors_name_the_offending_line(tmp_path) -> None:
         read_ranking(FIXTURES / "qrels.txt", format="trec", queries=FIXTURES / "queries.tsv")
     with pytest.raises(DataError, match="--run belong to the trec layout"):
         read_ranking(FIXTURES / "cross_genre_ir.csv", run=FIXTURES / "candidates.run")
+
+
+def test_unclosed_quote_stops_at_the_line_where_the_field_starts(tmp_path) -> None:
+    path = tmp_path / "trecqa.csv"
+    path.write_bytes(b'qtext,label,atext\r\nq?,1,a\r\n\r\nq?,0,"half a sentence\r\nq?,1,c\r\nq?,0,d\r\n')
+    with pytest.raises(DataError) as caught:
+        read_ranking(path)
+    assert str(caught.value) == f"{path}:4: malformed comma-separated row: unexpected end of data"
+
+
+def test_trec_files_break_lines_only_at_newlines(tmp_path) -> None:
+    qrels, queries, docs = tmp_path / "qrels.txt", tmp_path / "queries.tsv", tmp_path / "docs.tsv"
+    qrels.write_text("q1 0 d1 1\r\n")
+    query = "Where\u2028is the capital?"
+    queries.write_text(f"q1\t{query}\r\n", encoding="utf-8")
+    text = "Paris\u2028is\x85the capital\x1cof\x0cFrance\x0b\u2029and its largest city."
+    docs.write_text(f"d1\t{text}\r\n", encoding="utf-8")
+    data = read_ranking(qrels, queries=queries, docs=docs)
+    assert data.queries == {"q1": query} and data.candidates[0].text == text
+    docs.write_bytes(b"d1\tParis\x85 the capital, \xe9t\xe9\n")  # cp1252 ellipsis, read as Latin-1
+    assert read_ranking(qrels, queries=queries, docs=docs).candidates[0].text == "Paris\x85 the capital, été"
+    # a line break other than a newline does not shift the numbers of the lines after it
+    qrels.write_text("q1 0 d1 1\u2028\nq1 0 d2\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"qrels.txt:2: expected 4 fields"):
+        read_ranking(qrels, queries=queries, docs=docs)

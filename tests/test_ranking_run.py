@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import ir_measures
@@ -90,6 +91,33 @@ def test_ranking_flags_are_checked_before_any_work(tmp_path, capsys) -> None:
     assert "--negatives must be at least 1" in capsys.readouterr().err
     assert main([*argv, "--format", "sick", "--output-dir", str(tmp_path / "r")]) == 2
     assert "with --task ranking use --ranking-format" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("outputs", "message"),
+    [
+        (["--output", "x.run"], "x.run: the predictions and the TREC run would be the same file"),
+        (["--output", "x.jsonl", "--output-run", "out/../x.jsonl"], "the predictions and the TREC run would"),
+        (["--output", "x", "--output-run", "x.metrics.json"], "the metrics and the TREC run would"),
+        (["--run", "top.run", "--output", "top.jsonl"], "top.run: the input --run and the TREC run would"),
+        (["--output", "."], ".: is a directory; expected a file name for the predictions"),
+        (
+            ["--output", "x", "--output-run", "out"],
+            "out: is a directory; expected a file name for the TREC run",
+        ),
+    ],
+)
+def test_ranking_eval_refuses_clashing_outputs_before_any_work(
+    tmp_path, monkeypatch, capsys, outputs, message
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(FIXTURES / "candidates.run", "top.run")
+    Path("out").mkdir()
+    argv = ["-q", "eval", "--task", "ranking", "--model", "no-model", "--data", str(FIXTURES / "qrels.txt")]
+    assert main([*argv, *TREC_FILES, *outputs]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attnguide: error: ") and message in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "top.run"]  # nothing written
 
 
 class InterruptAtStep(TrainerCallback):

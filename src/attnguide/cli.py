@@ -207,15 +207,15 @@ def _eval(args: argparse.Namespace) -> int:
     from .data import read_pairs
     from .encoding import encode_pairs
     from .evaluation import evaluate
-    from .io import write_json, write_jsonl
+    from .io import check_output_files, predictions_path, write_json, write_jsonl
     from .models import check_max_length, load_classifier, load_tokenizer
     from .training import prediction_rows, saved_guide_config
 
     if args.batch_size < 1:
         raise AttnguideError("--batch-size must be at least 1")
-    output = Path(args.output or f"{Path(args.data).stem}.predictions.jsonl")
-    if output.is_dir():
-        raise AttnguideError(f"--output {output}: is a directory; expected a file name for the predictions")
+    output = predictions_path(args.output, args.data)
+    metrics = output.with_suffix(".metrics.json")
+    check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
     data = read_pairs(args.data, args.format, text_a=args.text_a, text_b=args.text_b, label=args.label)
     tokenizer = load_tokenizer(args.model)
     model = load_classifier(args.model, attn_implementation="eager")
@@ -223,7 +223,7 @@ def _eval(args: argparse.Namespace) -> int:
     dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
     evaluation = evaluate(model, tokenizer, dataset, saved_guide_config(args.model), args.batch_size)
     write_jsonl(output, prediction_rows(data, evaluation, model.config.id2label))
-    write_json(output.with_suffix(".metrics.json"), evaluation.metrics)
+    write_json(metrics, evaluation.metrics)
     logger.info("predictions written to %s", output)
     print(json.dumps(evaluation.metrics, indent=2))
     return 0

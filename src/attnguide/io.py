@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import AttnguideError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -54,3 +56,26 @@ def names_a_local_path(name: str) -> bool:
     """Whether ``name``, which does not exist here, can only be meant as a local path (and so is a
     typo to report at once) rather than a Hub id such as ``org/name``."""
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
+
+
+def predictions_path(output: str | None, data: str) -> Path:
+    """``eval``'s predictions file: ``output``, default ``<data name>.predictions.jsonl`` here; refused
+    at once where it is a directory, from which no file names can be derived."""
+    path = Path(output or f"{Path(data).stem}.predictions.jsonl")
+    if path.is_dir():
+        raise AttnguideError(f"{path}: is a directory; expected a file name for the predictions")
+    return path
+
+
+def check_output_files(outputs: dict[str, Path], inputs: dict[str, str | None]) -> None:
+    """Refuse, before any work, outputs (what → path) where a path is a directory, or is the same file
+    as another output or as one of the ``inputs`` (option → path, None where not given)."""
+    taken = {Path(value).resolve(): f"the input {flag}" for flag, value in inputs.items() if value}
+    for what, path in outputs.items():
+        if path.is_dir():
+            raise AttnguideError(f"{path}: is a directory; expected a file name for {what}")
+        other = taken.setdefault(path.resolve(), what)
+        if other != what:
+            raise AttnguideError(
+                f"{path}: {other} and {what} would be the same file; choose another --output"
+            )

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AttnguideError
+from ..io import check_output_files, predictions_path
 from .data import RANKING_FORMATS
 from .losses import RANKING_LOSSES
 
@@ -72,7 +73,9 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--run", help="trec layout: candidate run to rerank (default: the judged documents)")
     group.add_argument(
-        "--output-run", help="TREC run file to write (default: the --output path with the suffix .run)"
+        "--output-run",
+        help="TREC run file to write (default: the --output path with the suffix .run); it must differ "
+        "from the predictions, the metrics (the --output path with the suffix .metrics.json) and the inputs",
     )
     group.add_argument(
         "--run-tag", default="attnguide", help="tag column of the TREC run (default: attnguide)"
@@ -127,6 +130,17 @@ def train_ranking(args: argparse.Namespace, shared: dict[str, Any]) -> dict[str,
     return run_training(options, RankingTask(options))
 
 
+def _eval_outputs(args: argparse.Namespace) -> tuple[Path, Path, Path]:
+    """The predictions, metrics and TREC run files of ``eval``, checked before any work
+    (``check_output_files``)."""
+    output = predictions_path(args.output, args.data)
+    metrics = output.with_suffix(".metrics.json")
+    run = Path(args.output_run) if args.output_run else output.with_suffix(".run")
+    inputs = {"--data": args.data, "--queries": args.queries, "--docs": args.docs, "--run": args.run}
+    check_output_files({"the predictions": output, "the metrics": metrics, "the TREC run": run}, inputs)
+    return output, metrics, run
+
+
 def eval_ranking(args: argparse.Namespace) -> int:
     """``attnguide eval --task ranking``: writes predictions, metrics and a TREC run; prints the metrics."""
     from ..io import write_json, write_jsonl, write_text
@@ -142,6 +156,7 @@ def eval_ranking(args: argparse.Namespace) -> int:
         raise AttnguideError("--batch-size and --max-length must be at least 1")
     if not args.run_tag or any(ch.isspace() for ch in args.run_tag):
         raise AttnguideError(f"--run-tag must be one word, got {args.run_tag!r}")
+    output, metrics, output_run = _eval_outputs(args)
     data = read_ranking(args.data, args.ranking_format, args.queries, args.docs, args.run)
     tokenizer = load_tokenizer(args.model)
     model = load_classifier(args.model)
@@ -160,10 +175,8 @@ def eval_ranking(args: argparse.Namespace) -> int:
         args.batch_size,
         args.keep_unanswerable,
     )
-    output = Path(args.output or f"{Path(args.data).stem}.predictions.jsonl")
-    output_run = Path(args.output_run) if args.output_run else output.with_suffix(".run")
     write_jsonl(output, prediction_rows(data, evaluation.run))
-    write_json(output.with_suffix(".metrics.json"), evaluation.metrics)
+    write_json(metrics, evaluation.metrics)
     write_text(output_run, trec_run_text(evaluation.run, args.run_tag))
     logger.info("predictions written to %s, TREC run to %s", output, output_run)
     print(json.dumps(evaluation.metrics, indent=2))

@@ -271,8 +271,10 @@ def _decoded(path: Path) -> str:
 
 
 def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """(first line number, fields) of each non-blank CSV record."""
-    return numbered_records(path, csv.reader(io.StringIO(_decoded(path), newline="")), "comma-separated")
+    """(first line number, fields) of each non-blank CSV record. Strict: an unclosed quote is an
+    error at the line where its field starts, instead of a field that swallows the rest of the file."""
+    reader = csv.reader(io.StringIO(_decoded(path), newline=""), strict=True)
+    return numbered_records(path, reader, "comma-separated")
 
 
 def _csv_header(path: Path) -> list[str]:
@@ -317,10 +319,11 @@ def _detect_csv_layout(path: Path) -> str:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text without line end) of each non-blank line."""
-    for number, text in enumerate(_decoded(path).splitlines(), 1):
+    """(line number, text without line end) of each non-blank line. Only a newline (LF or CRLF) ends
+    a line, not the other breaks ``str.splitlines`` knows (U+2028, U+0085, form feed, ...)."""
+    for number, text in enumerate(_decoded(path).split("\n"), 1):
         if text.strip():
-            yield number, text
+            yield number, text.removesuffix("\r")
 
 
 def _read_queries(path: Path) -> dict[str, str]:
