@@ -126,6 +126,22 @@ def test_zero_weights_reproduce_unguided_run(tiny_model_dir, nli_files, tmp_path
     assert "mdg_loss" in json.loads((tmp_path / "guided" / "log_history.json").read_text())[0]
 
 
+def test_activation_checkpointing_and_bf16_from_the_command_line(tiny_model_dir, nli_files, tmp_path) -> None:
+    guided = ("--guide", "mdg+pdg", "--mdg-weight", "1")
+    plain = train(tiny_model_dir, nli_files, tmp_path / "plain", *guided)
+    checkpointed = train(tiny_model_dir, nli_files, tmp_path / "ckpt", *guided, "--activation-checkpointing")
+    assert checkpointed == plain  # layers recomputed in the backward pass: the same run
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == (
+        tmp_path / "plain" / "model.safetensors"
+    ).read_bytes()
+    half = train(tiny_model_dir, nli_files, tmp_path / "bf16", *guided, "--bf16")  # CPU autocast here
+    options = json.loads((tmp_path / "bf16" / "run.json").read_text())["options"]
+    assert options["bf16"] and 0 <= half["accuracy"] <= 1
+    assert (tmp_path / "bf16" / "model.safetensors").read_bytes() != (
+        tmp_path / "plain" / "model.safetensors"
+    ).read_bytes()  # the products ran in bfloat16
+
+
 def test_demo_on_a_tiny_model(tiny_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     assert (

@@ -80,6 +80,8 @@ class TrainOptions:
     seed: int = 42
     logging_steps: int = 20
     report_to: str = "none"
+    bf16: bool = False
+    activation_checkpointing: bool = False
     save_steps: int | None = None
     sampling: str = "random"
     nonfinite: str = "stop"
@@ -175,7 +177,8 @@ def saved_guide_config(run_dir: str | Path) -> GuideConfig:
     return GuideConfig(**settings)
 
 
-_NOT_SETTINGS = ("output_dir", "overwrite", "resume", "keep_checkpoints")
+# what a run computes does not depend on these (activation checkpointing recomputes the same layers)
+_NOT_SETTINGS = ("output_dir", "overwrite", "resume", "keep_checkpoints", "activation_checkpointing")
 
 
 def _settings(options: TrainOptions) -> dict:
@@ -319,28 +322,36 @@ class ClassificationTask:
 
 
 def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetup) -> TrainingArguments:
-    """The Trainer's arguments for a run written to ``output_dir``, with the task's overrides."""
-    return TrainingArguments(
-        output_dir=str(output_dir),
-        num_train_epochs=options.epochs,
-        per_device_train_batch_size=setup.batch_size,
-        per_device_eval_batch_size=options.eval_batch_size,
-        learning_rate=options.lr,
-        weight_decay=options.weight_decay,
-        warmup_steps=options.warmup_ratio,
-        seed=options.seed,
-        logging_steps=options.logging_steps,
-        eval_strategy="epoch" if setup.eval_dataset is not None else "no",
-        save_strategy="steps" if options.save_steps else "epoch",
-        save_steps=options.save_steps or 500,
-        save_total_limit=1,
-        train_sampling_strategy=options.sampling,
-        report_to=options.report_to.split(","),
-        dataloader_pin_memory=torch.cuda.is_available(),
-        use_cpu=_several_cpu_processes(),
-        disable_tqdm=not logger.isEnabledFor(logging.INFO),
-        **setup.arguments,
-    )
+    """The Trainer's arguments for a run written to ``output_dir``, with the task's overrides; a
+    combination the Trainer refuses (``--bf16`` on a GPU without bfloat16) is a one-line error."""
+    # without a GPU, --bf16 is CPU autocast, which the Trainer allows only when told it runs there
+    on_cpu = _several_cpu_processes() or (options.bf16 and not torch.cuda.is_available())
+    try:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=options.epochs,
+            per_device_train_batch_size=setup.batch_size,
+            per_device_eval_batch_size=options.eval_batch_size,
+            learning_rate=options.lr,
+            weight_decay=options.weight_decay,
+            warmup_steps=options.warmup_ratio,
+            seed=options.seed,
+            logging_steps=options.logging_steps,
+            eval_strategy="epoch" if setup.eval_dataset is not None else "no",
+            save_strategy="steps" if options.save_steps else "epoch",
+            save_steps=options.save_steps or 500,
+            save_total_limit=1,
+            train_sampling_strategy=options.sampling,
+            report_to=options.report_to.split(","),
+            bf16=options.bf16,
+            activation_checkpointing=options.activation_checkpointing,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            use_cpu=on_cpu,
+            disable_tqdm=not logger.isEnabledFor(logging.INFO),
+            **setup.arguments,
+        )
+    except ValueError as error:
+        raise AttnguideError(f"the Trainer refuses these settings: {str(error).splitlines()[0]}") from None
 
 
 def run_training(options: TrainOptions, task: Task | None = None) -> dict[str, float]:
