@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from transformers import AutoModelForSequenceClassification
 
-from attnguide.cli import main
+from attnguide.cli import build_parser, main
 from attnguide.demo import make_dataset
 from attnguide.io import write_jsonl
 
@@ -140,6 +140,15 @@ def test_activation_checkpointing_and_bf16_from_the_command_line(tiny_model_dir,
     assert (tmp_path / "bf16" / "model.safetensors").read_bytes() != (
         tmp_path / "plain" / "model.safetensors"
     ).read_bytes()  # the products ran in bfloat16
+
+
+@pytest.mark.parametrize(
+    ("argv", "quiet", "debug"),
+    [(["-q", "demo"], True, False), (["demo", "-q", "--debug"], True, True), (["demo"], False, False)],
+)
+def test_global_options_go_before_or_after_the_subcommand(argv, quiet, debug) -> None:
+    args = build_parser().parse_args(argv)
+    assert (args.quiet, args.debug) == (quiet, debug)
 
 
 def test_demo_on_a_tiny_model(tiny_model_dir, tmp_path, capsys) -> None:

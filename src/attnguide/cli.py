@@ -278,15 +278,23 @@ class _OneLineParser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = _OneLineParser(prog="attnguide", description="Fine-tune encoders with attention guiding.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    _add_global_options(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_eval(sub)
     _add_demo(sub)
     _add_analyze(sub)
     _add_compare(sub)
+    for command in sub.choices.values():  # also after the subcommand; there, unset unless given
+        _add_global_options(command, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="log warnings and errors only"
+    )
 
 
 def _configure_logging(quiet: bool) -> None:
