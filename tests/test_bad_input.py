@@ -197,23 +197,17 @@ def test_model_without_attention(tmp_path, minilm_path, capsys) -> None:
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+def quick_train(model: str, train: str, out: Path) -> list[str]:
+    """The arguments of a one-epoch, quiet ``attnguide train`` run."""
+    return ["-q", "train", "--model", model, "--train", train, "--epochs", "1", "--output-dir", str(out)]
+
+
 def test_existing_directory_is_refused_unless_overwrite(tiny_model_dir, tmp_path, capsys) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     train = sick(tmp_path, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL")
-    args = [
-        "-q",
-        "train",
-        "--model",
-        tiny_model_dir,
-        "--train",
-        train,
-        "--epochs",
-        "1",
-        "--output-dir",
-        str(out),
-    ]
+    args = quick_train(tiny_model_dir, train, out)
     assert_one_line_error(capsys, main(args), ["out", "not empty", "--overwrite"])
     assert (out / "notes.txt").read_text() == "mine"
     assert main([*args, "--overwrite"]) == 0
@@ -271,23 +265,7 @@ def test_eval_refuses_a_directory_for_output_and_names_the_line_of_an_unknown_la
 ) -> None:
     train = sick(tmp_path, GOOD, name="tr.txt")
     run = tmp_path / "run"
-    assert (
-        main(
-            [
-                "-q",
-                "train",
-                "--model",
-                tiny_model_dir,
-                "--train",
-                train,
-                "--epochs",
-                "1",
-                "--output-dir",
-                str(run),
-            ]
-        )
-        == 0
-    )
+    assert main(quick_train(tiny_model_dir, train, run)) == 0
     capsys.readouterr()
     data = sick(tmp_path, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL", name="ev.txt")
     (tmp_path / "predictions").mkdir()

@@ -112,7 +112,6 @@ _LAYOUT_BY_NAME = {layout.name: layout for layout in _LAYOUTS}
 # Layouts whose columns identify the data set itself, so that its label set holds for any file
 # detected as one; the GLUE RTE, QNLI and SST-2 columns are generic names other data sets use too.
 _DISTINCTIVE_LAYOUTS = frozenset({"sick", "msrp", "glue-mnli", "nli"})
-_NO_OVERRIDES = {"text_a": None, "text_b": None, "label": None}
 
 # Formats that name a layout; the remaining formats ("auto", "csv", "tsv", "jsonl") detect it.
 _FORMAT_LAYOUT = {
@@ -163,9 +162,14 @@ class PairData:
         its row index in a dataset."""
         if not self.positions:
             return DataError(self.source, message)
-        if self.by_line:
-            return DataError(self.source, message, line=self.positions[index])
-        return DataError(self.source, f"{message} (row index {self.positions[index]})")
+        return _located_error(self.source, message, self.positions[index], self.by_line)
+
+
+def _located_error(source: str | Path, message: str, number: int, by_line: bool) -> DataError:
+    """A DataError at file line ``number`` (``by_line``), else at row index ``number`` of a dataset."""
+    if by_line:
+        return DataError(source, message, line=number)
+    return DataError(source, f"{message} (row index {number})")
 
 
 # A function that yields (line number, record) for the data rows, given the columns each row needs.
@@ -200,9 +204,9 @@ def read_pairs(
             else:
                 header, header_line, rows = _delimited_rows(path, f, container)
             layout = _resolve_layout(path, format, container, header, header_line, overrides)
-            strict = format in _FORMAT_LAYOUT or (
-                format == "auto" and layout.name in _DISTINCTIVE_LAYOUTS and overrides == _NO_OVERRIDES
-            )
+            named_columns = any(value is not None for value in overrides.values())
+            detected = format == "auto" and layout.name in _DISTINCTIVE_LAYOUTS and not named_columns
+            strict = format in _FORMAT_LAYOUT or detected
             return _collect(path, layout, rows(layout.columns), header_line, strict_labels=strict)
     except UnicodeDecodeError:
         line, detail = _find_bad_utf8(path)
@@ -356,9 +360,7 @@ def _collect(
     """
 
     def fail(message: str, number: int) -> DataError:
-        if rows_are_lines:
-            return DataError(source, message, line=number)
-        return DataError(source, f"{message} (row index {number})")
+        return _located_error(source, message, number, rows_are_lines)
 
     texts: list[list[str]] = [[] for _ in layout.text_columns]
     labels: list[str] = []

@@ -85,14 +85,14 @@ class GuidedTrainer(Trainer):
                 "reentrant activation checkpointing runs layers without autograd (use use_reentrant=False), "
                 "or the guided layers are frozen"
             )
-        maps = None
-        if self.guide_config.needs_maps:
-            maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
         config = self.guide_config
+        maps = None
+        if config.needs_maps:
+            maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
         parts = guide_losses(
             profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
         )
-        guiding = weighted_sum(parts, self.guide_config, self.state.global_step)
+        guiding = weighted_sum(parts, config, self.state.global_step)
         outputs.attentions = None
         loss = task_loss + guiding
         if self._nonfinite({"task": task_loss, **parts}):
