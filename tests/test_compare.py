@@ -6,9 +6,9 @@ import fcntl
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from attnguide.demo import make_dataset
 from attnguide.errors import AttnguideError
 from attnguide.grid import build_grid
 from attnguide.io import write_json, write_jsonl
-from attnguide.rundir import file_sha256
+from attnguide.rundir import file_sha256, is_complete_run, partial_path
 
 
 @pytest.fixture(scope="module")
@@ -281,7 +281,7 @@ def eval_stub(monkeypatch, fail: bool = False) -> list[list[str]]:
     """Replace the evaluation subprocess: record its arguments and write metrics (or fail)."""
     calls: list[list[str]] = []
 
-    def run(args: list[str], log: Path, lock_fd: int) -> str | None:
+    def run(args: list[str], log: Path, lock, what: str) -> str | None:
         calls.append(args)
         if fail:
             return "the model cannot be read"
@@ -329,14 +329,56 @@ def test_a_second_compare_on_the_same_output_is_refused(finished_grid) -> None:
         fcntl.flock(handle, fcntl.LOCK_EX)
         with pytest.raises(AttnguideError, match="another attnguide compare"):
             run_grid(grid)
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": None}
+        handle.write(json.dumps({**holder, "worker": 12345, "doing": "training x/seed1"}))
+        handle.flush()  # a live compare that says who it is and what it runs
+        with pytest.raises(AttnguideError, match=rf"\(pid {os.getpid()} on .*process 12345: training x"):
+            run_grid(grid)
+
+
+HOLDER = """
+import fcntl, json, os, socket, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+holder = {"pid": int(sys.argv[2]), "host": socket.gethostname(), "started": None}
+holder.update(worker=os.getpid(), doing="training x/seed1")
+os.pwrite(fd, json.dumps(holder).encode(), 0)
+print("locked", flush=True)
+time.sleep(1)
+"""
+
+
+def test_a_compare_run_again_after_a_kill_waits_for_what_the_killed_one_left_running(
+    finished_grid, caplog
+) -> None:
+    """The compare that took the lock is gone, a run it started still holds it: wait for that run
+    (it finishes or leaves a resumable cell) instead of refusing or racing it."""
+    grid, _ = finished_grid
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
+    dead_pid = int(gone.stdout)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(grid.output_dir / ".compare.lock"), str(dead_pid)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "locked\n"
+    results = run_grid(grid)
+    assert holder.poll() is not None  # the lock came only once the holder had ended
+    assert [r.status for r in results] == ["finished"] * 18
+    assert f"an earlier attnguide compare (pid {dead_pid}) started, process {holder.pid}" in caplog.text
 
 
 # --- real grids: training subprocesses on the tiny model -------------------------------------------
 
 
+KILLER = str(Path(__file__).with_name("killer.py"))
+
+
 @pytest.fixture(scope="module")
 def resumed_grid(nli, tiny_model_dir, tmp_path_factory):
-    """2 settings × 2 seeds with a test file: killed once the first cell is finished, then resumed."""
+    """2 settings × 2 seeds with a test file, 2 epochs of 4 steps: the grid and the training run it
+    started are killed together at step 5 of the second cell, just past its epoch-1 checkpoint, like
+    a lost machine; then the same command runs again at once."""
     folder = tmp_path_factory.mktemp("grid")
     config = write_grid(
         folder / "grid.yaml",
@@ -347,44 +389,50 @@ def resumed_grid(nli, tiny_model_dir, tmp_path_factory):
         guides=["none", "mdg+pdg"],
         mdg_weight=0.5,
         seeds=[1, 2],
-        epochs=1,
+        epochs=2,
         batch_size=8,
         max_length=48,
         output_dir=str(folder / "out"),
     )
-    runs = folder / "out" / "runs"
+    grid = build_grid(config)
+    killed = grid.cells[1]
+    assert killed.path.endswith("mdg+pdg-a0.5-b0.001-t2/seed1")
+    env = {**os.environ, "KILL_STEP": "5", "KILL_GROUP": "1", "KILL_ONLY_IN": killed.path}
     with open(folder / "first.log", "w") as log:
-        first = subprocess.Popen(
-            [sys.executable, "-m", "attnguide", "-q", "compare", "--config", config],
+        first = subprocess.run(
+            [sys.executable, KILLER, "-q", "compare", "--config", config],
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group, which the kill takes down
+            env=env,
         )
-    deadline = time.monotonic() + 300
-    while not list(runs.glob("**/metrics.json")) and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-    os.killpg(first.pid, signal.SIGKILL)  # the grid and the training run it started, like a lost machine
-    first.wait()
-    finished = {p: p.stat().st_mtime_ns for p in runs.glob("**/*.json")}
-    finished.update({p: p.stat().st_mtime_ns for p in (folder / "out" / "logs").glob("**/*.log")})
-    done_at_kill = len(list(runs.glob("**/metrics.json")))
-    assert 1 <= done_at_kill < 4, (folder / "first.log").read_text()
+    assert first.returncode == -signal.SIGKILL, (folder / "first.log").read_text()
+    finished = run_dir(grid, grid.cells[0])
+    assert is_complete_run(finished) and not run_dir(grid, killed).exists()
+    assert (partial_path(run_dir(grid, killed)) / "checkpoint-4").is_dir()
+    kept = [*finished.glob("*.json"), grid.output_dir / "logs" / f"{grid.cells[0].path}.log"]
+    before = {p: p.stat().st_mtime_ns for p in kept}
+    # run again at once: the killed training process may still be exiting and holding the lock
     code = main(["-q", "compare", "--config", config])
-    return folder / "out", finished, code
+    return grid, before, code
 
 
 def test_killed_grid_resumes_and_reruns_nothing_finished(resumed_grid) -> None:
-    out, before, code = resumed_grid
+    grid, before, code = resumed_grid
+    out = grid.output_dir
     assert code == 0
     assert {p: p.stat().st_mtime_ns for p in before} == before  # the finished cell's files are untouched
-    finished = sorted(p.parent.relative_to(out / "runs") for p in (out / "runs").glob("**/metrics.json"))
-    assert len(finished) == 4 and not list(out.glob("runs/**/.*.partial"))
+    assert all(is_complete_run(run_dir(grid, cell)) for cell in grid.cells)
+    assert not list(out.glob("runs/**/.*.partial"))
+    resumed = json.loads((run_dir(grid, grid.cells[1]) / "run.json").read_text())
+    assert resumed["resumed_from"].endswith("checkpoint-4")  # the killed cell went on from its checkpoint
     report = json.loads((out / "results.json").read_text())
     assert [c["status"] for c in report["cells"]] == ["finished"] * 4
 
 
 def test_grid_results_and_test_report(resumed_grid) -> None:
-    out, _, _ = resumed_grid
+    grid, _, _ = resumed_grid
+    out = grid.output_dir
     report = json.loads((out / "results.json").read_text())
     for cell in report["cells"]:
         metrics = json.loads((out / "runs" / cell["path"] / "metrics.json").read_text())

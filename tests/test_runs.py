@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,37 +18,7 @@ from attnguide.cli import main
 from attnguide.demo import make_dataset
 from attnguide.io import write_jsonl
 
-# Runs the CLI in a subprocess that SIGKILLs itself at a chosen point: after optimiser step
-# KILL_STEP, or in the middle of writing checkpoint KILL_IN_CHECKPOINT (after its weights and
-# optimizer, before its RNG state and trainer_state.json).
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    import transformers
-    import attnguide.training as training
-    from attnguide.cli import main
-
-    def die():
-        os.kill(os.getpid(), signal.SIGKILL)
-
-    class KillAtStep(transformers.TrainerCallback):
-        def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == int(os.environ.get("KILL_STEP", -1)):
-                die()
-
-    route = training.route_logs_to_stderr
-    training.route_logs_to_stderr = lambda trainer: (route(trainer), trainer.add_callback(KillAtStep()))
-    save_rng = transformers.Trainer._save_rng_state
-
-    def save_rng_or_die(self, output_dir):
-        if self.state.global_step == int(os.environ.get("KILL_IN_CHECKPOINT", -1)):
-            die()
-        save_rng(self, output_dir)
-
-    transformers.Trainer._save_rng_state = save_rng_or_die
-    sys.exit(main(sys.argv[1:]))
-    """
-)
+KILLER = str(Path(__file__).with_name("killer.py"))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +63,7 @@ def train_args(model: str, data: tuple[str, str], out: Path, *extra: str) -> lis
 
 def run_killed(argv: list[str], **kill: int) -> subprocess.CompletedProcess:
     env = {**os.environ, **{k.upper(): str(v) for k, v in kill.items()}}
-    return subprocess.run([sys.executable, "-c", KILLER, *argv], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, KILLER, *argv], capture_output=True, text=True, env=env)
 
 
 def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_model_dir, data, tmp_path) -> None:
@@ -194,15 +163,9 @@ def test_two_processes_match_one_with_double_batch(tiny_model_no_dropout, data, 
 
     assert main(argv(tmp_path / "one", 4)) == 0
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    torchrun = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-    ]
+    # --standalone: a free port of this machine's choosing, so a second test run at the same time
+    # (or a port left in use) cannot make this one fail
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     result = subprocess.run(
         [*torchrun, "-m", "attnguide", *argv(tmp_path / "two", 2)],
         capture_output=True,

@@ -6,8 +6,10 @@ with the last line of its log and the grid goes on, and a killed grid leaves at 
 continues from its last checkpoint (``train --resume``) or replaces. A cell whose run directory
 holds ``run.json`` and ``metrics.json`` is finished and never run again; if that run was made with
 other settings than the cell asks for (another data file content, say) the grid stops before
-running anything rather than mix the two. A lock on the output directory, inherited by the
-training processes, keeps a second ``compare`` out while any of them still runs.
+running anything rather than mix the two. A lock on the output directory (``GridLock``), inherited
+by the training processes, keeps a second ``compare`` out while any of them still runs; a
+``compare`` started again after one was killed waits for the processes the killed one left behind
+(a run still training, or one still exiting) instead of racing them for the same cell.
 """
 
 from __future__ import annotations
@@ -17,10 +19,9 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,35 +136,131 @@ def finished_result(grid: Grid, cell: Cell, hashes: dict[str, str]) -> CellResul
     return CellResult(cell, FINISHED, metrics, seconds=run.get("seconds"), location=str(folder))
 
 
-@contextmanager
-def _locked(output_dir: Path) -> Iterator[int]:
-    """An exclusive lock on the output directory; its descriptor is handed to the training processes."""
-    output_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(output_dir / ".compare.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AttnguideError(
-            f"{output_dir}: another attnguide compare, or a training run it started, is still working here"
-        ) from None
-    try:
-        yield fd
-    finally:
-        os.close(fd)
+ATTNGUIDE = (sys.executable, "-m", "attnguide")
+"""The command that runs a cell: ``attnguide`` under this Python."""
+
+LOCK_FILE = ".compare.lock"
 
 
-def _run_attnguide(args: list[str], log: Path, lock_fd: int) -> str | None:
-    """Run ``python -m attnguide -q ARGS`` with its output in ``log``; the error line if it failed."""
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks) of a Linux process from ``/proc``; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state is field 3, start time 22
+    return fields[0], fields[19]
+
+
+def _running(pid: int, started: str | None) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and is the one that started at ``started``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = _process_state(pid)
+    if state is None:  # no /proc: the process exists, that is all we know
+        return True
+    return state[0] not in "ZX" and (started is None or state[1] == started)
+
+
+class GridLock:
+    """An exclusive lock on a grid's output directory, held by ``compare`` and inherited by every
+    process it starts, so that it stays held until the last of them ends.
+
+    The lock file says who holds it (``compare``'s pid and, while one runs, the pid of the training
+    or evaluation process and its cell), so that a second ``compare`` can tell a live one from the
+    processes a killed one left behind.
+    """
+
+    def __init__(self, output_dir: Path) -> None:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        self.path = output_dir / LOCK_FILE
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._acquire(output_dir)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self.record()
+
+    def _acquire(self, output_dir: Path) -> None:
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            pass
+        holder = self._holder()
+        here = socket.gethostname()
+        if holder is None or holder.get("host") != here or _running(holder["pid"], holder.get("started")):
+            who = "" if holder is None else f" (pid {holder['pid']} on {holder.get('host')}{_doing(holder)})"
+            raise AttnguideError(
+                f"{output_dir}: another attnguide compare{who}, or a run it started, is still working here"
+            )
+        # The compare that took the lock is gone; a process it started still holds the lock: a run
+        # left running when only compare was killed, or one still exiting after a kill. Its cell is
+        # finished or resumable once it ends, so wait rather than race it.
+        logger.warning(
+            "%s: waiting for the process that an earlier attnguide compare (pid %d) started%s to end; "
+            "stop it to go on at once",
+            output_dir,
+            holder["pid"],
+            _doing(holder),
+        )
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def _holder(self) -> dict[str, Any] | None:
+        try:
+            holder = json.loads(os.pread(self.fd, 1 << 16, 0).decode("utf-8"))
+        except ValueError:
+            return None
+        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+
+    def record(self, worker: int | None = None, doing: str | None = None) -> None:
+        """Say in the lock file who holds the lock, and which process works on what now."""
+        state = _process_state(os.getpid())
+        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": state and state[1]}
+        if worker is not None:
+            holder.update(worker=worker, doing=doing)
+        text = json.dumps(holder).encode("utf-8")
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, text, 0)
+
+    def __enter__(self) -> GridLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
+
+
+def _doing(holder: dict[str, Any]) -> str:
+    worker = holder.get("worker")
+    return f", process {worker}: {holder.get('doing')}" if worker is not None else ""
+
+
+def _run_attnguide(args: list[str], log: Path, lock: GridLock, what: str) -> str | None:
+    """Run ``attnguide -q ARGS`` with its output in ``log``, recorded in the lock file as ``what``;
+    the error line if it failed."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w", encoding="utf-8") as handle:
-        code = subprocess.run(
-            [sys.executable, "-m", "attnguide", "-q", *args],
+        process = subprocess.Popen(
+            [*ATTNGUIDE, "-q", *args],
             stdin=subprocess.DEVNULL,
             stdout=handle,
             stderr=subprocess.STDOUT,
-            pass_fds=(lock_fd,),
-        ).returncode
+            pass_fds=(lock.fd,),
+        )
+        lock.record(process.pid, what)
+        try:
+            code = process.wait()
+        except BaseException:  # interrupted: the run stops too, and resumes from its last checkpoint
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            lock.record()
     if code == 0:
         return None
     if code < 0:
@@ -172,7 +269,7 @@ def _run_attnguide(args: list[str], log: Path, lock_fd: int) -> str | None:
     return next((line for line in reversed(lines) if line), f"exit code {code}")
 
 
-def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock_fd: int) -> CellResult:
+def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock: GridLock) -> CellResult:
     from .compare_report import FAILED, CellResult
 
     folder = run_dir(grid, cell)
@@ -180,14 +277,14 @@ def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock_fd: int) ->
     args = [*cell.train_args(folder), *(["--overwrite"] if folder.exists() else [])]
     # an interrupted cell continues from its last checkpoint; train --task ranking cannot resume yet
     args += ["--resume"] if cell.data.task != "ranking" else []
-    error = _run_attnguide(args, log, lock_fd)
+    error = _run_attnguide(args, log, lock, f"training {cell.path}")
     result = finished_result(grid, cell, hashes) if error is None else None
     return result or CellResult(
         cell, FAILED, error=error or "the run left no metrics.json", location=str(log)
     )
 
 
-def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock_fd: int) -> CellResult:
+def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock: GridLock) -> CellResult:
     """Evaluate a finished cell on its data set's test file. The metrics are kept with the test file's
     and the trained run's hashes (``source.json``), and reused while both are unchanged."""
     from .compare_report import FAILED, FINISHED, CellResult
@@ -210,7 +307,7 @@ def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock_fd:
             "--output",
             str(folder / "predictions.jsonl"),
         ]
-        error = _run_attnguide(args, folder / "eval.log", lock_fd)
+        error = _run_attnguide(args, folder / "eval.log", lock, f"evaluating {cell.path} on test")
         if error is not None:
             return CellResult(cell, FAILED, error=error, location=str(folder / "eval.log"))
         write_json(source_file, source)
@@ -219,7 +316,7 @@ def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock_fd:
 
 
 def _test_results(
-    grid: Grid, results: list[CellResult], hashes: dict[str, str], lock_fd: int
+    grid: Grid, results: list[CellResult], hashes: dict[str, str], lock: GridLock
 ) -> list[CellResult]:
     """The chosen setting of each data set with a test file, and its baseline, evaluated on test."""
     from .compare_report import FINISHED, analyse, best_on_dev
@@ -232,7 +329,7 @@ def _test_results(
         for sid in (best[data.name].cell.setting_id, best[data.name].cell.baseline_id)
     }
     return [
-        _test_cell(grid, r, hashes, lock_fd)
+        _test_cell(grid, r, hashes, lock)
         for r in results
         if r.cell.setting_id in chosen and r.status == FINISHED
     ]
@@ -262,15 +359,15 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
             "only %d seed(s): intervals will be wide and paired tests weak; use 5 or more", len(grid.seeds)
         )
     logger.info(summary)
-    with _locked(grid.output_dir) as lock_fd, logging_redirect_tqdm():
+    with GridLock(grid.output_dir) as lock, logging_redirect_tqdm():
         bar = tqdm(todo, unit="cell", smoothing=0, disable=not logger.isEnabledFor(logging.INFO) or not todo)
         for index in bar:
             cell = grid.cells[index]
             bar.set_postfix_str(cell.path)
-            results[index] = _train_cell(grid, cell, hashes, lock_fd)
+            results[index] = _train_cell(grid, cell, hashes, lock)
             _log(results[index])
             write_report(grid, results)
-        test = _test_results(grid, results, hashes, lock_fd)
+        test = _test_results(grid, results, hashes, lock)
         write_report(grid, results, test)
     return results + test
 
