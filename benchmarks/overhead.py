@@ -58,9 +58,9 @@ from torch.utils._pytree import tree_leaves
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from attnguide import GuideConfig
-from attnguide.capture import make_capture
-from attnguide.efficient_attention import portable_route
-from attnguide.guide import guide_losses, weighted_sum
+from attnguide.capture.kernels import portable_route
+from attnguide.capture.routes import make_capture
+from attnguide.guiding.batch import guide_losses, weighted_sum
 from attnguide.models import default_model_path
 
 ROUTES = ("plain-sdpa", "plain-eager", "guided-output-attentions", "guided-efficient")

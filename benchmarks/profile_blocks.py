@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from attnguide.efficient_attention import (
+from attnguide.capture.kernels import (
     default_chunk_elements,
     portable_route,
     query_weights,

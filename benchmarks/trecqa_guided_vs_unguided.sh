@@ -23,7 +23,7 @@ from pathlib import Path
 
 import ir_measures
 
-from attnguide.ranking import ranking_metrics, read_ranking
+from attnguide.tasks.ranking import ranking_metrics, read_ranking
 
 dev, runs = read_ranking(sys.argv[1]), sys.argv[2:]
 clean = {q: docs for q, docs in dev.qrels.items() if 0 < sum(r > 0 for r in docs.values()) < len(docs)}

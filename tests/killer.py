@@ -18,8 +18,8 @@ import sys
 
 import transformers
 
-import attnguide.compare as compare
-import attnguide.training as training
+import attnguide.experiments.runner as runner
+import attnguide.training.pipeline as training
 from attnguide.cli import main
 
 
@@ -59,7 +59,7 @@ def _save_rng_or_die(self, output_dir):
 
 
 transformers.Trainer._save_rng_state = _save_rng_or_die
-compare.ATTNGUIDE = (sys.executable, os.path.abspath(__file__))
+runner.ATTNGUIDE = (sys.executable, os.path.abspath(__file__))
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

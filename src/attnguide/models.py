@@ -12,7 +12,7 @@ from transformers import (
 )
 
 from .errors import AttnguideError
-from .io import names_a_local_path
+from .files import names_a_local_path
 
 
 def default_model_path() -> str:

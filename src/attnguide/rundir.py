@@ -1,22 +1,19 @@
 """Run directories: refused when they would clobber something, written aside and renamed when complete.
 
-A run is written under a hidden ``.<name>.partial`` directory beside the output directory and
-renamed into place only when everything is written, so a crash or a kill never leaves a
-half-written run where a finished one is expected.
+A run (``attnguide train``, ``analyze``) is written under a hidden ``.<name>.partial`` directory
+beside the output directory and renamed into place only when everything is written, so a crash or
+a kill never leaves a half-written run where a finished one is expected. A finished training run
+holds ``run.json`` (every setting) and ``metrics.json``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import shutil
 from pathlib import Path
+from typing import Any
 
-import torch
-import transformers
-
-from . import __version__
 from .errors import AttnguideError
 
 
@@ -42,6 +39,11 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
         )
 
 
+def partial_path(output_dir: Path) -> Path:
+    """Where the run for ``output_dir`` is written until it is complete."""
+    return output_dir.parent / f".{output_dir.name}.partial"
+
+
 def fresh_partial(output_dir: Path) -> Path:
     """An empty hidden directory beside ``output_dir`` where the run is written until complete."""
     partial = partial_path(output_dir)
@@ -61,56 +63,15 @@ def publish(partial: Path, output_dir: Path) -> None:
         shutil.rmtree(old)
 
 
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a run depends on, for run.json."""
-    import datasets
-    import sklearn
-
-    return {
-        "attnguide": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "datasets": datasets.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
-
-
-def partial_path(output_dir: Path) -> Path:
-    """Where the run for ``output_dir`` is written until it is complete."""
-    return output_dir.parent / f".{output_dir.name}.partial"
-
-
 def is_complete_run(output_dir: Path) -> bool:
     """Whether ``output_dir`` holds a finished run (its run.json and metrics.json were written)."""
     return (output_dir / "run.json").is_file() and (output_dir / "metrics.json").is_file()
 
 
-def _checkpoint_step(path: Path) -> int:
-    suffix = path.name.rsplit("-", 1)[-1]
-    return int(suffix) if suffix.isdigit() else -1
-
-
-def _is_complete_checkpoint(path: Path) -> bool:
-    """The Trainer writes trainer_state.json last: a checkpoint is complete once it parses."""
+def read_run(path: str | Path) -> dict[str, Any] | None:
+    """The ``run.json`` of a run directory; None for a plain model directory (or an unreadable file)."""
     try:
-        json.loads((path / "trainer_state.json").read_text(encoding="utf-8"))
+        run = json.loads((Path(path) / "run.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return all((path / name).is_file() for name in ("optimizer.pt", "scheduler.pt")) and any(
-        path.glob("*.safetensors")
-    )
-
-
-def newest_complete_checkpoint(partial: Path) -> Path | None:
-    """The complete ``checkpoint-N`` with the largest N, if any."""
-    checkpoints = sorted(partial.glob("checkpoint-*"), key=_checkpoint_step)
-    complete = [c for c in checkpoints if _is_complete_checkpoint(c)]
-    return complete[-1] if complete else None
-
-
-def drop_incomplete_checkpoints(partial: Path) -> None:
-    """Remove checkpoints that a kill interrupted while they were being written."""
-    for checkpoint in partial.glob("checkpoint-*"):
-        if not _is_complete_checkpoint(checkpoint):
-            shutil.rmtree(checkpoint)
+        return None
+    return run if isinstance(run, dict) else None

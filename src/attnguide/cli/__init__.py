@@ -1,0 +1,74 @@
+"""The ``attnguide`` command line: one module per subcommand, the options they share in ``common``.
+
+Building the parser and checking arguments import nothing heavy, so that ``--help`` and a usage error
+answer at once; a command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from typing import NoReturn
+
+from ..errors import AttnguideError
+from . import analyze, compare, demo, evaluate, train
+
+logger = logging.getLogger("attnguide")
+
+COMMANDS = (train, evaluate, demo, analyze, compare)
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line on stderr with exit code 2, like every other attnguide error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"attnguide: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _OneLineParser(prog="attnguide", description="Fine-tune encoders with attention guiding.")
+    _add_global_options(parser, default=False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for command in COMMANDS:
+        command.add_parser(sub)
+    for command in sub.choices.values():  # also after the subcommand; there, unset unless given
+        _add_global_options(command, default=argparse.SUPPRESS)
+    return parser
+
+
+def _add_global_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="log warnings and errors only"
+    )
+
+
+def _configure_logging(quiet: bool) -> None:
+    logging.basicConfig(format="attnguide: %(message)s", level=logging.WARNING)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``attnguide`` console script; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, or a usage error already reported in one line
+        return int(stop.code or 0)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _configure_logging(args.quiet)
+    try:
+        return args.func(args)
+    except AttnguideError as error:
+        if args.debug:
+            raise
+        print(f"attnguide: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("attnguide: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141

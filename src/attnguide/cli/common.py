@@ -1,0 +1,128 @@
+"""What the subcommands share: the data options, the task option and each task's own options, the
+guide options (generated from the guide registry), and the training options.
+
+Everything here is light: parsing and checking arguments imports no torch, transformers, datasets
+or matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from ..errors import AttnguideError
+from ..guiding.config import CAPTURES, PROFILE_KINDS, SCOPES, GuideConfig
+from ..guiding.registry import GUIDES, guide_settings
+from ..rundir import read_run
+from ..tasks import DEFAULT_TASK, TASKS, Task, get_task
+from ..tasks.readers import Columns
+
+logger = logging.getLogger("attnguide")
+
+
+def add_task_options(parser: argparse.ArgumentParser, command: str, task_help: str) -> None:
+    """``--task``, the data-column options and every task's own options for ``command``, each task's
+    in a group of its own; a flag several tasks share is added once."""
+    choices = ", ".join(f"{t.name}: {t.help}" for t in TASKS.values())
+    parser.add_argument("--task", choices=tuple(TASKS), help=f"{task_help} ({choices})")
+    Columns.add_arguments(parser.add_argument_group("data columns (tasks that read named columns)"))
+    added: set[str] = set()
+    for task in TASKS.values():
+        options = [o for o in task.options if command in o.commands and o.flag not in added]
+        if options:
+            group = parser.add_argument_group(f"{task.name} (with --task {task.name})")
+            for option in options:
+                group.add_argument(option.flag, **option.kwargs)
+                added.add(option.flag)
+
+
+def chosen_task(args: argparse.Namespace) -> Task:
+    """The task of ``--task`` (default: the task a run directory given as ``--model`` was trained
+    for, else the default task), after refusing options that belong only to other tasks."""
+    name = args.task
+    model = getattr(args, "model", None)
+    if name is None and args.command != "train" and model is not None:
+        trained = (read_run(model) or {}).get("task")
+        if trained in TASKS and trained != DEFAULT_TASK:
+            logger.info("task: %s (the model in %s was trained with --task %s)", trained, model, trained)
+            name = trained
+    task = get_task(name)
+    own = {o.dest for o in task.options} | (set(Columns.names()) if task.takes_columns else set())
+    others: dict[str, list[str]] = {}  # flag given -> the tasks it belongs to
+    for other in TASKS.values():
+        theirs = [(o.dest, o.flag) for o in other.options]
+        theirs += [(n, "--" + n.replace("_", "-")) for n in Columns.names()] if other.takes_columns else []
+        for dest, flag in theirs:
+            given = getattr(args, dest, None)
+            if dest not in own and given is not None and given != args.command_parser.get_default(dest):
+                others.setdefault(flag, []).append(other.name)
+    if others:
+        owners = sorted({name for names in others.values() for name in names})
+        raise AttnguideError(
+            f"{'/'.join(others)} describe {' and '.join(owners)} data; with --task {task.name} use "
+            f"--{task.format_option.replace('_', '-')}"
+        )
+    return task
+
+
+def add_guide_options(parser: argparse.ArgumentParser) -> None:
+    """The guiding options: ``--guide``, each registered guide's settings, and where guiding applies."""
+    g = parser.add_argument_group("guiding")
+    g.add_argument(
+        "--guide", default="none", help=f"none or a '+'-joined choice of {', '.join(GUIDES)} (default: none)"
+    )
+    for setting in guide_settings():
+        kind = float if setting.minimum is not None else str
+        g.add_argument(setting.flag, type=kind, default=setting.default, help=setting.help)
+    g.add_argument(
+        "--layers", default="all", help="guided layers: all, last:K, or indices like 0,3,5 (default: all)"
+    )
+    g.add_argument(
+        "--scope", default="joint", choices=SCOPES, help="discriminate heads jointly or within each layer"
+    )
+    g.add_argument(
+        "--profile",
+        default="received",
+        choices=PROFILE_KINDS,
+        help="head profile: received (docs/METHOD.md) or released-code (reproduces the released code; "
+        "no signal)",
+    )
+    g.add_argument(
+        "--guide-warmup-steps", type=int, default=0, help="ramp the guiding weights up over N steps"
+    )
+    g.add_argument(
+        "--capture",
+        default="auto",
+        choices=CAPTURES,
+        help="how attention profiles are taken: efficient (beside the fast kernel, no n×n maps kept), "
+        "output-attentions (eager maps), or auto (efficient where the model allows it; default)",
+    )
+
+
+def guide_config(args: argparse.Namespace) -> GuideConfig:
+    """The ``GuideConfig`` of the guiding options."""
+    return GuideConfig(
+        guides=args.guide,
+        layers=args.layers,
+        scope=args.scope,
+        profile=args.profile,
+        warmup_steps=args.guide_warmup_steps,
+        capture=args.capture,
+        **{s.name: getattr(args, s.name) for s in guide_settings()},
+    )
+
+
+def quiet_libraries() -> None:
+    """Keep transformers' own logging and progress bars out of the output (imports transformers:
+    called by the commands that load models, once their arguments are checked)."""
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
+def positive(args: argparse.Namespace, *names: str) -> None:
+    """Refuse ``--NAME`` values below 1 in one line."""
+    for name in names:
+        if getattr(args, name) < 1:
+            raise AttnguideError(f"--{name.replace('_', '-')} must be at least 1")

@@ -1,0 +1,107 @@
+"""``attnguide train``: fine-tune an encoder for a task, with or without attention guiding."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .common import add_guide_options, add_task_options, chosen_task, guide_config, quiet_libraries
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="fine-tune an encoder for a task, with or without attention guiding")
+    p.add_argument("--model", help="model directory or Hub id (default: the packaged MiniLM-L6-H384)")
+    p.add_argument("--train", help="training data file")
+    p.add_argument("--dev", help="dev data file: evaluated each epoch and at the end")
+    p.add_argument(
+        "--dataset", help="a HuggingFace dataset name or a local directory saved with save_to_disk"
+    )
+    p.add_argument("--train-split", default="train", help="split of --dataset to train on (default: train)")
+    p.add_argument("--dev-split", help="split of --dataset to evaluate on, e.g. validation")
+    add_task_options(p, "train", "what to train")
+    add_guide_options(p)
+    t = p.add_argument_group("training")
+    t.add_argument("--epochs", type=float, default=3.0)
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--eval-batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=5e-5)
+    t.add_argument("--weight-decay", type=float, default=0.01)
+    t.add_argument("--warmup-ratio", type=float, default=0.1)
+    t.add_argument("--max-length", type=int, default=128, help="tokens per pair; longer pairs are truncated")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--logging-steps", type=int, default=20)
+    t.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard (default: none)")
+    t.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (GPUs from Ampere on)")
+    t.add_argument(
+        "--activation-checkpointing",
+        action="store_true",
+        help="recompute each layer in the backward pass instead of keeping its activations: less memory, "
+        "about a third more time; the same result",
+    )
+    p.add_argument("--output-dir", required=True, help="run directory to write")
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.add_argument(
+        "--keep-checkpoints", action="store_true", help="keep the last checkpoint in the finished run"
+    )
+    r = p.add_argument_group("robustness")
+    r.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its newest checkpoint"
+    )
+    r.add_argument("--save-steps", type=int, help="checkpoint every N steps (default: every epoch)")
+    r.add_argument(
+        "--sampling",
+        default="random",
+        choices=("random", "sequential", "group_by_length"),
+        help="order of training examples (default: random, seeded)",
+    )
+    r.add_argument(
+        "--skip-nonfinite",
+        action="store_true",
+        help="skip a batch whose loss is NaN or infinite instead of stopping (one process only)",
+    )
+    p.set_defaults(func=run, command_parser=p)
+
+
+def common_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``TrainOptions`` keyword arguments that every task takes from the command line."""
+    return {
+        "output_dir": args.output_dir,
+        "train": args.train,
+        "dev": args.dev,
+        "model": args.model,
+        "dataset": args.dataset,
+        "train_split": args.train_split,
+        "dev_split": args.dev_split,
+        "guide": guide_config(args),
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "eval_batch_size": args.eval_batch_size,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "warmup_ratio": args.warmup_ratio,
+        "max_length": args.max_length,
+        "seed": args.seed,
+        "logging_steps": args.logging_steps,
+        "report_to": args.report_to,
+        "bf16": args.bf16,
+        "activation_checkpointing": args.activation_checkpointing,
+        "save_steps": args.save_steps,
+        "sampling": args.sampling,
+        "nonfinite": "skip" if args.skip_nonfinite else "stop",
+        "overwrite": args.overwrite,
+        "resume": args.resume,
+        "keep_checkpoints": args.keep_checkpoints,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    task = chosen_task(args)
+    options = task.train_options(args, common_options(args))
+    quiet_libraries()
+    from ..training.pipeline import run_training
+
+    metrics = run_training(options, task.start(options))
+    if metrics:  # empty on the non-main processes of a distributed run
+        print(json.dumps(metrics, indent=2))
+    return 0

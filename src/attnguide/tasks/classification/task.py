@@ -1,0 +1,91 @@
+"""The classification task: labelled sentence pairs (or single sentences) in, accuracy out.
+
+``CLASSIFICATION`` is the task object of ``tasks.protocol``; the work is done in ``run`` (training),
+``evaluation`` and ``data``, imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...training.options import TrainOptions
+from ..protocol import TaskOption
+from ..readers import Columns
+from .data import FORMATS
+from .metrics import CLASSIFICATION_METRICS
+from .options import ClassificationOptions
+
+if TYPE_CHECKING:
+    from ...analysis.report import AnalysisData
+    from ...training.pipeline import TaskRun
+
+logger = logging.getLogger("attnguide")
+
+
+class ClassificationTask:
+    """Pair classification: a sequence classifier with one output per label."""
+
+    name = "classification"
+    help = "classification of pairs (default)"
+    metrics = CLASSIFICATION_METRICS
+    formats = FORMATS
+    format_option = "format"
+    takes_columns = True
+    options = (
+        TaskOption(
+            "--format", {"default": "auto", "choices": FORMATS, "help": "data layout (default: detect)"}
+        ),
+    )
+
+    def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> ClassificationOptions:
+        return ClassificationOptions(**common, format=args.format, columns=Columns.from_args(args))
+
+    def start(self, options: TrainOptions) -> TaskRun:
+        from .run import ClassificationRun
+
+        return ClassificationRun(options)
+
+    def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
+        from ...files import check_output_files, predictions_path, write_json, write_jsonl
+        from ...guiding.config import GuideConfig
+        from ...models import check_max_length, load_classifier, load_tokenizer
+        from ...rundir import read_run
+        from .data import read_pairs
+        from .encoding import encode_pairs
+        from .evaluation import evaluate, prediction_rows
+
+        output = predictions_path(args.output, args.data)
+        metrics = output.with_suffix(".metrics.json")
+        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
+        data = read_pairs(args.data, args.format, Columns.from_args(args))
+        tokenizer = load_tokenizer(args.model)
+        model = load_classifier(args.model, attn_implementation="eager")
+        check_max_length(args.model, model, tokenizer, args.max_length)
+        dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
+        guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
+        evaluation = evaluate(model, tokenizer, dataset, guide, args.batch_size)
+        write_jsonl(output, prediction_rows(data, evaluation, model.config.id2label))
+        write_json(metrics, evaluation.metrics)
+        logger.info("predictions written to %s", output)
+        return evaluation.metrics
+
+    def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
+        from ...analysis.report import AnalysisData
+        from .data import read_pairs
+        from .encoding import encode_pairs
+
+        full = read_pairs(args.data, args.format, Columns.from_args(args))
+        data = full.first(limit)
+        return AnalysisData(
+            source=data.source,
+            layout=data.layout,
+            available=len(full),
+            text_a=data.text_a,
+            text_b=data.text_b,
+            encode=lambda tokenizer, max_length: encode_pairs(data, tokenizer, max_length),
+        )
+
+
+CLASSIFICATION = ClassificationTask()

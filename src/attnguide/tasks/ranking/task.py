@@ -1,0 +1,177 @@
+"""The ranking task: a cross-encoder reranker of (query, document) pairs, scored with MAP, MRR, ...
+
+``RANKING`` is the task object of ``tasks.protocol``; the work is done in ``run`` (training),
+``evaluation``, ``scoring`` and ``data``, imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...errors import AttnguideError
+from ...training.options import TrainOptions
+from ..protocol import TaskOption
+from .data import RANKING_FORMATS
+from .metrics import MEASURES
+from .options import RANKING_LOSSES, RankingOptions, check_run_tag
+
+if TYPE_CHECKING:
+    from ...analysis.report import AnalysisData
+    from ...training.pipeline import TaskRun
+
+logger = logging.getLogger("attnguide")
+
+_TRAIN, _EVAL = ("train",), ("eval",)
+
+
+class RankingTask:
+    """Reranking: (query, document) pairs scored by one output, trained pointwise or listwise."""
+
+    name = "ranking"
+    help = "ranking: a cross-encoder reranker scored with MAP, MRR"
+    metrics = MEASURES
+    formats = RANKING_FORMATS
+    format_option = "ranking_format"
+    takes_columns = False
+    options = (
+        TaskOption(
+            "--ranking-format",
+            {
+                "default": "auto",
+                "choices": RANKING_FORMATS,
+                "help": "answer-selection CSV (qtext,label,atext), cross-genre-ir CSV, or trec files "
+                "(default: trec when --queries/--docs are given, else detected from the CSV header)",
+            },
+        ),
+        TaskOption("--queries", {"help": "trec layout: queries TSV (qid<TAB>text)"}),
+        TaskOption(
+            "--docs", {"help": "trec layout: documents TSV (docid<TAB>text) or JSONL (docid/_id, text)"}
+        ),
+        TaskOption(
+            "--keep-unanswerable",
+            {
+                "action": "store_true",
+                "help": "count queries without a relevant document as 0 in the averages "
+                "(default: leave them out)",
+            },
+            ("train", "eval"),
+        ),
+        TaskOption(
+            "--train-run",
+            {"help": "trec layout: candidate run to train on (default: the judged documents)"},
+            _TRAIN,
+        ),
+        TaskOption("--dev-run", {"help": "trec layout: candidate run of the dev queries to rerank"}, _TRAIN),
+        TaskOption(
+            "--ranking-loss",
+            {
+                "default": "pointwise",
+                "choices": tuple(RANKING_LOSSES),
+                "help": "pointwise binary cross-entropy on pairs (default), or listwise softmax "
+                "cross-entropy over one relevant and --negatives irrelevant documents of a query",
+            },
+            _TRAIN,
+        ),
+        TaskOption(
+            "--negatives",
+            {"type": int, "default": 7, "help": "irrelevant documents per listwise group (default: 7)"},
+            _TRAIN,
+        ),
+        TaskOption(
+            "--run-tag",
+            {"default": "attnguide", "help": "tag column of the TREC run written (default: attnguide)"},
+            ("train", "eval"),
+        ),
+        TaskOption(
+            "--run", {"help": "trec layout: candidate run to rerank (default: the judged documents)"}, _EVAL
+        ),
+        TaskOption(
+            "--output-run",
+            {
+                "help": "TREC run file to write (default: the --output path with the suffix .run); it must "
+                "differ from the predictions, the metrics (the --output path with the suffix "
+                ".metrics.json) and the inputs"
+            },
+            _EVAL,
+        ),
+    )
+
+    def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> RankingOptions:
+        options = RankingOptions(
+            **common,
+            ranking_format=args.ranking_format,
+            queries=args.queries,
+            docs=args.docs,
+            train_run=args.train_run,
+            dev_run=args.dev_run,
+            ranking_loss=args.ranking_loss,
+            negatives=args.negatives,
+            keep_unanswerable=args.keep_unanswerable,
+            run_tag=args.run_tag,
+        )
+        logger.info("task: ranking (%s loss)", options.ranking_loss)
+        return options
+
+    def start(self, options: TrainOptions) -> TaskRun:
+        from .run import RankingRun
+
+        return RankingRun(options)
+
+    def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
+        from pathlib import Path
+
+        from ...files import check_output_files, predictions_path, write_json, write_jsonl, write_text
+        from ...guiding.config import GuideConfig
+        from ...models import load_classifier, load_tokenizer
+        from ...rundir import read_run
+        from .data import read_ranking
+        from .encoding import encode_candidates
+        from .evaluation import evaluate_ranking
+        from .scoring import prediction_rows, trec_run_text
+
+        check_run_tag(args.run_tag)
+        output = predictions_path(args.output, args.data)
+        metrics = output.with_suffix(".metrics.json")
+        output_run = Path(args.output_run) if args.output_run else output.with_suffix(".run")
+        inputs = {"--data": args.data, "--queries": args.queries, "--docs": args.docs, "--run": args.run}
+        outputs = {"the predictions": output, "the metrics": metrics, "the TREC run": output_run}
+        check_output_files(outputs, inputs)
+        data = read_ranking(args.data, args.ranking_format, args.queries, args.docs, args.run)
+        tokenizer = load_tokenizer(args.model)
+        model = load_classifier(args.model)
+        if model.config.num_labels != 1:
+            raise AttnguideError(
+                f"{args.model}: a reranker has one output, this model has {model.config.num_labels} "
+                "(train one with attnguide train --task ranking)"
+            )
+        encoded = encode_candidates(data, tokenizer, args.max_length)
+        guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
+        evaluation = evaluate_ranking(
+            model, tokenizer, data, encoded, guide, args.batch_size, args.keep_unanswerable
+        )
+        write_jsonl(output, prediction_rows(data, evaluation.run))
+        write_json(metrics, evaluation.metrics)
+        write_text(output_run, trec_run_text(evaluation.run, args.run_tag))
+        logger.info("predictions written to %s, TREC run to %s", output, output_run)
+        return evaluation.metrics
+
+    def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
+        from ...analysis.report import AnalysisData
+        from .data import read_ranking
+        from .encoding import encode_candidates
+
+        full = read_ranking(args.data, args.ranking_format, args.queries, args.docs)
+        data = full.first(limit)
+        return AnalysisData(
+            source=data.source,
+            layout=data.layout,
+            available=len(full),
+            text_a=[data.queries[c.qid] for c in data.candidates],
+            text_b=[c.text for c in data.candidates],
+            encode=lambda tokenizer, max_length: encode_candidates(data, tokenizer, max_length).dataset,
+        )
+
+
+RANKING = RankingTask()

@@ -1,0 +1,255 @@
+"""``attnguide train`` as a function: fine-tune with guiding and write a complete run directory.
+
+``run_training`` is the one pipeline of every task: it checks the output directory, loads the model,
+resumes or starts the run, trains, and writes and publishes the run directory. What depends on the
+task (reading, encoding, the model's head, losses, evaluation, the data in run.json) comes from a
+``TaskRun``, which each task of ``attnguide.tasks`` makes from its options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import transformers
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments, set_seed
+
+from .. import __version__
+from ..capture.routes import model_shape
+from ..errors import AttnguideError
+from ..files import write_json
+from ..models import check_max_length, default_model_path, load_tokenizer
+from ..rundir import check_output_dir, fresh_partial, is_complete_run, partial_path, publish
+from .callbacks import EpochToDataset, route_logs_to_stderr
+from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
+from .options import TrainOptions
+from .trainer import GuidedTrainer
+
+logger = logging.getLogger("attnguide")
+
+
+@dataclass
+class TrainSetup:
+    """What a task gives the Trainer: the training data and how to batch it, and how to train on it."""
+
+    dataset: Any
+    collator: Callable
+    batch_size: int  # per device
+    eval_dataset: Any = None  # evaluated by the Trainer after every epoch
+    compute_loss: Callable | None = None  # the Trainer's compute_loss_func (None: the model's own loss)
+    arguments: dict[str, Any] = field(default_factory=dict)  # TrainingArguments overrides
+
+
+class TaskRun(Protocol):
+    """The steps of a run that depend on the task, called in this order by ``run_training``."""
+
+    name: str
+    """The task's name, recorded in run.json (``classification``, ``ranking``)."""
+
+    def read(self) -> list[str]:
+        """Read the training and dev data; returns the model's output labels."""
+
+    def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
+        """The model to fine-tune, with a fresh head for ``labels``."""
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        """Tokenise the data and say how to train on it."""
+
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        log_history: list[dict],
+        run_dir: Path,
+    ) -> dict[str, float]:
+        """The run's metrics; writes the dev predictions into ``run_dir``."""
+
+    def record(self) -> dict:
+        """The run.json fields that describe the task's data (``labels``, ``data``, ...)."""
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries the task adds, for run.json."""
+
+
+def final_train_losses(log_history: list[dict]) -> dict[str, float]:
+    """The last logged value of each training loss part (``train_loss``, ``train_task_loss``, ...)."""
+    final: dict[str, float] = {}
+    for entry in log_history:
+        if "loss" in entry:
+            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("loss")})
+    return final
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a run depends on, for run.json."""
+    import datasets
+    import sklearn
+
+    return {
+        "attnguide": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "datasets": datasets.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+
+
+def _resume_point(partial: Path, settings: dict) -> Path | None:
+    """The checkpoint to resume from, after checking the interrupted run had the same settings."""
+    if not partial.is_dir():
+        logger.info("nothing to resume: starting a new run")
+        return None
+    saved_file = partial / "settings.json"
+    saved = json.loads(saved_file.read_text(encoding="utf-8")) if saved_file.is_file() else None
+    if saved is not None and saved != settings:
+        key = next(k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k))
+        raise AttnguideError(
+            f"{partial}: the interrupted run has {key}={saved.get(key)!r}, this command "
+            f"{settings.get(key)!r}; resume with the same settings or start again with --overwrite"
+        )
+    drop_incomplete_checkpoints(partial)
+    checkpoint = newest_complete_checkpoint(partial)
+    logger.info("resuming from %s", checkpoint) if checkpoint else logger.info(
+        "no checkpoint yet: starting over"
+    )
+    return checkpoint
+
+
+def _several_cpu_processes() -> bool:
+    """Launched as several processes with no GPU: the Trainer only sets up DDP over CPUs when told."""
+    return not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetup) -> TrainingArguments:
+    """The Trainer's arguments for a run written to ``output_dir``, with the task's overrides; a
+    combination the Trainer refuses (``--bf16`` on a GPU without bfloat16) is a one-line error."""
+    # without a GPU, --bf16 is CPU autocast, which the Trainer allows only when told it runs there
+    on_cpu = _several_cpu_processes() or (options.bf16 and not torch.cuda.is_available())
+    try:
+        return TrainingArguments(
+            output_dir=str(output_dir),
+            num_train_epochs=options.epochs,
+            per_device_train_batch_size=setup.batch_size,
+            per_device_eval_batch_size=options.eval_batch_size,
+            learning_rate=options.lr,
+            weight_decay=options.weight_decay,
+            warmup_steps=options.warmup_ratio,
+            seed=options.seed,
+            logging_steps=options.logging_steps,
+            eval_strategy="epoch" if setup.eval_dataset is not None else "no",
+            save_strategy="steps" if options.save_steps else "epoch",
+            save_steps=options.save_steps or 500,
+            save_total_limit=1,
+            train_sampling_strategy=options.sampling,
+            report_to=options.report_to.split(","),
+            bf16=options.bf16,
+            activation_checkpointing=options.activation_checkpointing,
+            dataloader_pin_memory=torch.cuda.is_available(),
+            use_cpu=on_cpu,
+            disable_tqdm=not logger.isEnabledFor(logging.INFO),
+            **setup.arguments,
+        )
+    except ValueError as error:
+        raise AttnguideError(f"the Trainer refuses these settings: {str(error).splitlines()[0]}") from None
+
+
+def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
+    """Fine-tune, evaluate on the dev data, and write the run directory; returns the metrics.
+
+    Under torchrun/accelerate launch, the non-main processes return no metrics.
+    """
+    started = time.time()
+    output_dir = Path(options.output_dir)
+    if options.resume and is_complete_run(output_dir):
+        logger.info("%s: the run is already complete", output_dir)
+        return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
+    check_output_dir(output_dir, options.overwrite)
+    labels = task.read()
+    model_name = options.model or default_model_path()
+    tokenizer = load_tokenizer(model_name)
+    set_seed(options.seed)  # the new head is initialised here, before the Trainer seeds
+    model = task.load_model(model_name, labels)
+    check_max_length(model_name, model, tokenizer, options.max_length)
+    options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
+    setup = task.encode(tokenizer, model.config.label2id)
+
+    partial = partial_path(output_dir)
+    settings = options.settings()
+    args = training_arguments(options, partial, setup)
+    processes = args.distributed_state  # under torchrun/accelerate launch, only the main process writes files
+    resume_from = None
+    if processes.is_main_process and options.resume:
+        resume_from = _resume_point(partial, settings)
+    processes.wait_for_everyone()
+    if not processes.is_main_process and options.resume:
+        resume_from = newest_complete_checkpoint(partial)
+    trainer = GuidedTrainer(
+        model=model,
+        args=args,
+        train_dataset=setup.dataset,
+        eval_dataset=setup.eval_dataset,
+        data_collator=setup.collator,
+        processing_class=tokenizer,
+        compute_loss_func=setup.compute_loss,
+        guide_config=options.guide,
+        nonfinite=options.nonfinite,
+    )
+    route_logs_to_stderr(trainer)
+    if hasattr(setup.dataset, "set_epoch"):  # data drawn per epoch (listwise negatives)
+        trainer.add_callback(EpochToDataset(setup.dataset))
+    if processes.is_main_process and resume_from is None:  # written only once every check has passed
+        fresh_partial(output_dir)
+        write_json(partial / "settings.json", settings)
+    processes.wait_for_everyone()
+    try:
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    except BaseException as error:
+        kept = newest_complete_checkpoint(partial)
+        if kept is None:
+            if processes.is_main_process:
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        if isinstance(error, AttnguideError):
+            raise type(error)(
+                f"{error}; the last complete checkpoint is {kept} (continue with --resume)"
+            ) from None
+        raise
+    trainer.save_model(str(partial))
+    metrics: dict[str, float] = {}
+    if processes.is_main_process:
+        metrics.update(task.evaluate(model, tokenizer, trainer.state.log_history, partial))
+        write_json(partial / "metrics.json", metrics)
+        write_json(partial / "log_history.json", trainer.state.log_history)
+        write_json(
+            partial / "run.json",
+            {
+                "command": sys.argv,
+                "task": task.name,
+                "options": {**options.to_record(), "model": model_name},
+                "resumed_from": str(resume_from) if resume_from else None,
+                "capture": trainer.capture.route if trainer.capture is not None else None,
+                **task.record(),
+                "versions": {**library_versions(), **task.versions()},
+                "device": str(args.device),
+                "seconds": round(time.time() - started, 1),
+            },
+        )
+        (partial / "settings.json").unlink()  # only needed to resume; run.json records every setting
+        if not options.keep_checkpoints:
+            for checkpoint in partial.glob("checkpoint-*"):
+                shutil.rmtree(checkpoint)
+        publish(partial, output_dir)
+    processes.wait_for_everyone()
+    logger.info("run written to %s", output_dir)
+    return metrics

@@ -1,0 +1,137 @@
+"""``GuidedTrainer``: a ``transformers.Trainer`` whose training loss adds attention guiding."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from transformers import Trainer
+
+from ..capture.routes import make_capture
+from ..errors import AttentionCaptureError, AttnguideError
+from ..guiding.batch import guide_losses, weighted_sum
+from ..guiding.config import GuideConfig
+from ..guiding.guides import MapInputs
+from ..guiding.patterns import PatternTokens
+from .options import NONFINITE_POLICIES
+
+
+class NonFiniteLossError(AttnguideError):
+    """A training loss became NaN or infinite."""
+
+
+class GuidedTrainer(Trainer):
+    """Adds ``Σ weight·guide_loss`` to the task loss of every training step and logs each part.
+
+    ``guide_config=None``, no guides, or all weights 0 leave the model as it is (its attention
+    kernel too) and ``compute_loss`` is the Trainer's own. Evaluation loss is the task loss alone.
+    The logs gain ``task_loss`` and one ``<guide>_loss`` per guide (``GuideConfig.trained_guides``),
+    averaged over the logging interval (and over processes).
+
+    Sequence-classification heads return a per-batch mean loss and ignore ``num_items_in_batch``;
+    the Trainer is told so (``loss_is_scaled_for_ga = False``, ``model_accepts_loss_kwargs = False``),
+    so that gradient accumulation and several processes average the task loss, like the guiding
+    losses, over micro-batches. This holds with guiding off too, so that a baseline and a guided run
+    scale their task loss alike. With one process and no accumulation it changes nothing; otherwise
+    it differs from a plain ``Trainer``, which leaves such a loss undivided by the accumulation
+    steps and multiplies it by the number of processes, so that its logged loss and gradient grow
+    with both.
+
+    A NaN or infinite task or guiding loss stops training with a ``NonFiniteLossError`` naming the
+    step and the loss (``nonfinite="stop"``), or skips that batch: no gradient from it, counted in
+    the logs as ``skipped_batches`` (``nonfinite="skip"``, one process only).
+    """
+
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self, *args, guide_config: GuideConfig | None = None, nonfinite: str = "stop", **kwargs
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        self.nonfinite = nonfinite
+        self.skipped_batches = 0
+        self.model_accepts_loss_kwargs = False
+        self.guide_config = guide_config if guide_config is not None else GuideConfig(guides=())
+        self.capture = make_capture(self.model, self.guide_config) if self.guide_config.active else None
+        self.pattern_tokens = None
+        if self.guide_config.weight("pattern") > 0:
+            if self.processing_class is None:
+                raise AttnguideError("pattern guidance needs the tokenizer: pass processing_class=tokenizer")
+            self.pattern_tokens = PatternTokens.from_tokenizer(self.processing_class)
+        self._part_sums: dict[str, torch.Tensor] = {}
+        self._part_steps = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if not model.training:
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.capture is None:
+            result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            loss = result[0] if return_outputs else result
+            if self._nonfinite({"task": loss}):
+                loss = self._skip(loss)
+                return (loss, result[1]) if return_outputs else loss
+            return result
+        mask = inputs.get("attention_mask")
+        if mask is None:
+            mask = torch.ones_like(inputs["input_ids"])
+        inputs = {**inputs, **self.capture.forward_kwargs(mask)}
+        task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+        profiles = self.capture.profiles(outputs, mask)
+        if torch.is_grad_enabled() and not profiles.requires_grad:
+            raise AttentionCaptureError(
+                "the guided layers' attention carries no gradient, so guiding would change no weight: "
+                "reentrant activation checkpointing runs layers without autograd (use use_reentrant=False), "
+                "or the guided layers are frozen"
+            )
+        config = self.guide_config
+        maps = None
+        if config.needs_maps:
+            maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
+        parts = guide_losses(
+            profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
+        )
+        guiding = weighted_sum(parts, config, self.state.global_step)
+        outputs.attentions = None
+        loss = task_loss + guiding
+        if self._nonfinite({"task": task_loss, **parts}):
+            loss = self._skip(loss)
+        else:
+            self._record({"task": task_loss, **parts})
+        return (loss, outputs) if return_outputs else loss
+
+    def _nonfinite(self, losses: dict[str, torch.Tensor]) -> bool:
+        """Whether any loss is NaN or infinite; raises instead under the ``stop`` policy."""
+        values = torch.stack([v.detach().float() for v in losses.values()])
+        if bool(torch.isfinite(values).all()):
+            return False
+        name, value = next(
+            (n, float(v)) for n, v in zip(losses, values.tolist(), strict=True) if not math.isfinite(v)
+        )
+        step = self.state.global_step + 1
+        if self.nonfinite == "skip" and self.args.world_size == 1:
+            return True
+        raise NonFiniteLossError(f"step {step}: the {name} loss is {value}; training stopped")
+
+    def _skip(self, loss: torch.Tensor) -> torch.Tensor:
+        """A zero loss that reaches no model weight, so this batch adds no gradient."""
+        self.skipped_batches += 1
+        return torch.zeros((), device=loss.device, requires_grad=True)
+
+    def _record(self, parts: dict[str, torch.Tensor]) -> None:
+        for name, value in parts.items():
+            value = value.detach().float()
+            self._part_sums[name] = self._part_sums[name] + value if name in self._part_sums else value
+        self._part_steps += 1
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.skipped_batches:
+            logs["skipped_batches"] = self.skipped_batches
+        if "loss" in logs and self._part_steps:
+            names = sorted(self._part_sums)
+            means = torch.stack([self._part_sums[n] for n in names]) / self._part_steps
+            means = self.accelerator.reduce(means, reduction="mean")
+            logs.update({f"{n}_loss": round(float(v), 6) for n, v in zip(names, means.tolist(), strict=True)})
+            self._part_sums, self._part_steps = {}, 0
+        super().log(logs, start_time)
