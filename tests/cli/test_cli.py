@@ -228,3 +228,19 @@ def test_console_script_reports_without_traceback(tmp_path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "x.jsonl" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--queries", "q.tsv"], "--queries describe ranking data; with --task classification use --format"),
+        (
+            ["--task", "ranking", "--label", "y"],
+            "--label describe classification data; with --task ranking use",
+        ),
+    ],
+)
+def test_another_tasks_options_are_refused(nli_files, tmp_path, capsys, argv, message) -> None:
+    assert main(["train", "--train", nli_files[0], *argv, "--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()

@@ -1,4 +1,4 @@
-"""MDG and PDG against a float64 reference written from SPEC's formulas."""
+"""MDG and PDG against a float64 reference written from the formulas of docs/METHOD.md."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelat
 
 
 def reference(profiles: torch.Tensor, mask: torch.Tensor, tau: float) -> tuple[float, float]:
-    """SPEC, sequence by sequence: restrict to valid columns, normalise rows, build S_b and C_b."""
+    """docs/METHOD.md, sequence by sequence: restrict to valid columns, normalise rows, build S_b and C_b."""
     mdg, pdg = [], []
     for a, m in zip(profiles.double(), mask.bool(), strict=True):
         a = a[:, m]

@@ -1,4 +1,4 @@
-"""SPEC's measurement of the released code's defect, on the packaged MiniLM-L6 in eval mode."""
+"""The released code's defect (docs/METHOD.md), measured on the packaged MiniLM-L6 in eval mode."""
 
 from __future__ import annotations
 
