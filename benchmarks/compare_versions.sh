@@ -8,7 +8,7 @@
 # 2. Unless QUICK_OVERHEAD=0: benchmarks/overhead.py --quick of each version (its own copy of the
 #    script), ROUNDS times (default 2) in turn, old then new, and a table of their step-time and
 #    memory ratios to plain fine-tuning and their step times.
-# Exits 1 if a metrics.json differs. Usage: bash benchmarks/compare_versions.sh REV [OUT_DIR]
+# SAME_METRICS=0 skips part 1. Exits 1 if a metrics.json differs. Usage: bash benchmarks/compare_versions.sh REV [OUT_DIR]
 # (from the repository root, in the README's environment; about 5 minutes per version for part 1 and
 # 3 minutes per overhead run on 2 quiet CPU cores)
 set -euo pipefail
@@ -28,14 +28,14 @@ train() {  # VERSION_SRC NAME ARGS...
   PYTHONPATH="$src" python -m attnguide -q train --guide mdg+pdg --epochs 1 --seed 3 --batch-size 16 \
     --output-dir "$out/$name" "$@" >/dev/null
 }
-for version in old new; do
+for version in $([ "${SAME_METRICS:-1}" != 0 ] && echo old new); do
   src=$([ "$version" = old ] && echo "$out/old-tree/src" || echo "$PWD/src")
   train "$src" "$version-classification" --train "$out/data/sick_train.txt" --dev "$out/data/sick_dev.txt"
   train "$src" "$version-ranking" --task ranking --ranking-loss listwise --negatives 3 --max-length 96 \
     --train "$out/data/trecqa_train.csv" --dev "$out/data/trecqa_dev.csv"
 done
 status=0
-for run in classification ranking; do
+for run in $([ "${SAME_METRICS:-1}" != 0 ] && echo classification ranking); do
   if python - "$out/old-$run/metrics.json" "$out/new-$run/metrics.json" <<'PY'
 import json, sys
 old, new = (json.load(open(path)) for path in sys.argv[1:])

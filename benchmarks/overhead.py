@@ -12,7 +12,9 @@ Four routes per model and shape, all measured in this one process:
 
 ``--routes`` picks some of them (``plain-sdpa`` is always measured, as the reference) or adds
 ``guided-efficient-portable``: the efficient capture with PyTorch's CPU flash-attention operators
-hidden, so that a CPU without attention dropout takes the route that accelerators take.
+hidden, so that a CPU without attention dropout takes the route that accelerators take, or
+``lora-plain-sdpa`` and ``lora-guided-efficient``: the same routes training a LoRA adapter
+(``--lora-r``, default 8, on query and value, as ``attnguide train --lora-r``) instead of every weight.
 
 Models: the packaged MiniLM-L6-H384 and a randomly initialised BERT-base-sized encoder (12 layers,
 12 heads, hidden 768). Shapes: n = 128 with batch 32 and n = 512 with batch 8, every sequence full
@@ -62,9 +64,12 @@ from attnguide.capture.kernels import portable_route
 from attnguide.capture.routes import make_capture
 from attnguide.guiding.batch import guide_losses, weighted_sum
 from attnguide.models import default_model_path
+from attnguide.training.adapters import add_lora
+from attnguide.training.options import TrainOptions
 
 ROUTES = ("plain-sdpa", "plain-eager", "guided-output-attentions", "guided-efficient")
 PORTABLE = "guided-efficient-portable"
+LORA_ROUTES = ("lora-plain-sdpa", "lora-guided-efficient")
 MODELS = ("minilm", "bert-base")
 SHAPES = ((128, 32), (512, 8))
 LABELS = ["a", "b", "c"]
@@ -126,9 +131,15 @@ def padded_share(mask: torch.Tensor) -> float:
 class Route:
     """One model copy with its optimizer, set up for a route; ``step()`` runs one training step."""
 
-    def __init__(self, name: str, base: transformers.PreTrainedModel, device: torch.device, dtype) -> None:
+    def __init__(
+        self, name: str, base: transformers.PreTrainedModel, device: torch.device, dtype, lora_r: int = 8
+    ) -> None:
         self.name = name
         self.model = copy.deepcopy(base).to(device).train()
+        if name.startswith("lora-"):
+            options = TrainOptions(output_dir="unused", train="unused", lora_r=lora_r)
+            self.model = add_lora(self.model, options, "SEQ_CLS")
+            name = name.removeprefix("lora-")
         self.guide = None
         self.capture = None
         self.portable = name == PORTABLE
@@ -233,7 +244,7 @@ def measure(
     """Every route on one model and shape: steps taken in turn, then one memory step each."""
     warmup, steps = args.warmup, args.steps
     base = build_model(model_name, attention_dropout=not args.no_attention_dropout)
-    routes = [Route(name, base, device, dtype) for name in args.routes]
+    routes = [Route(name, base, device, dtype, args.lora_r) for name in args.routes]
     del base
     batch = make_batch(routes[0].model, length, size, device, args.padded)
     padded_scores = padded_share(batch["attention_mask"])
@@ -296,8 +307,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, help="untimed steps per route (default 2; 1 with --quick)")
     parser.add_argument("--steps", type=int, help="timed steps per route (default 10; 2 with --quick)")
     parser.add_argument(
-        "--routes", nargs="+", choices=[*ROUTES, PORTABLE], help="default: the four above; plain-sdpa always"
+        "--routes",
+        nargs="+",
+        choices=[*ROUTES, PORTABLE, *LORA_ROUTES],
+        help="default: the four above; plain-sdpa always",
     )
+    parser.add_argument("--lora-r", type=int, default=8, help="rank of the lora- routes (default: 8)")
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even if there is one")
     parser.add_argument(
         "--no-attention-dropout",

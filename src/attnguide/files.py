@@ -58,10 +58,10 @@ def names_a_local_path(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or name.endswith("/")
 
 
-def predictions_path(output: str | None, data: str) -> Path:
-    """``eval``'s predictions file: ``output``, default ``<data name>.predictions.jsonl`` here; refused
+def predictions_path(output: str | None, data: str, suffix: str = ".jsonl") -> Path:
+    """``eval``'s predictions file: ``output``, default ``<data name>.predictions<suffix>`` here; refused
     at once where it is a directory, from which no file names can be derived."""
-    path = Path(output or f"{Path(data).stem}.predictions.jsonl")
+    path = Path(output or f"{Path(data).stem}.predictions{suffix}")
     if path.is_dir():
         raise AttnguideError(f"{path}: is a directory; expected a file name for the predictions")
     return path

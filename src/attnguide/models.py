@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from transformers import (
     AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
     AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
@@ -13,6 +17,11 @@ from transformers import (
 
 from .errors import AttnguideError
 from .files import names_a_local_path
+from .rundir import read_run
+
+HEADS = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
+"""The heads a task can put on an encoder: one output vector per text (or pair), or per sub-token."""
+ADAPTER_CONFIG = "adapter_config.json"
 
 
 def default_model_path() -> str:
@@ -26,7 +35,7 @@ def _check_location(name: str) -> None:
     """Fail early, in one line, on a local model path that is missing or is not a model directory."""
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
+        if not any((path / marker).is_file() for marker in ("config.json", ADAPTER_CONFIG)):
             raise AttnguideError(f"{name}: expected a model directory with a config.json")
     elif names_a_local_path(name):
         raise AttnguideError(f"{name}: model path does not exist")
@@ -41,26 +50,63 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
         raise AttnguideError(f"{name}: cannot load a tokenizer ({str(error).splitlines()[0]})") from None
 
 
-def load_classifier(
-    name: str, labels: list[str] | None = None, attn_implementation: str | None = None
+def load_model(
+    name: str,
+    labels: list[str] | None = None,
+    attn_implementation: str | None = None,
+    head: str = "sequence",
+    **config: object,
 ) -> PreTrainedModel:
-    """A sequence classifier; with ``labels``, a fresh head sized for them with id2label/label2id set."""
+    """An encoder with a classification head (``HEADS``); with ``labels``, a fresh head sized for
+    them with id2label/label2id set; ``config`` sets more of the model's config (``problem_type``).
+
+    A run directory that holds a LoRA adapter (``attnguide train --lora-r``) loads as its base model
+    with the run's head and the adapter merged in.
+    """
     _check_location(name)
-    kwargs: dict = {}
+    if (Path(name) / ADAPTER_CONFIG).is_file():
+        return _load_adapter_run(name, labels, attn_implementation, head, **config)
+    kwargs: dict = dict(config)
     if labels is not None:
-        kwargs = {
-            "num_labels": len(labels),
-            "id2label": dict(enumerate(labels)),
-            "label2id": {label: i for i, label in enumerate(labels)},
-        }
+        kwargs.update(
+            num_labels=len(labels),
+            id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        return AutoModelForSequenceClassification.from_pretrained(name, **kwargs)
+        return HEADS[head].from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as error:
         raise AttnguideError(
-            f"{name}: cannot load a sequence classifier ({str(error).splitlines()[0]})"
+            f"{name}: cannot load a {head} classifier ({str(error).splitlines()[0]})"
         ) from None
+
+
+def _load_adapter_run(
+    path: str, labels: list[str] | None, attn_implementation: str | None, head: str, **config: object
+) -> PreTrainedModel:
+    from peft import PeftModel
+
+    run = read_run(path)
+    if run is None or "labels" not in run:
+        raise AttnguideError(
+            f"{path}: an adapter without the run.json of attnguide train, which names its base"
+        )
+    base = load_model(run["options"]["model"], labels or run["labels"], attn_implementation, head, **config)
+    with quiet_peft():
+        return PeftModel.from_pretrained(base, path).merge_and_unload()
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """PEFT asks transformers 5 for ``is_gradient_checkpointing``, which warns that it is deprecated:
+    a warning about PEFT's code, of no use to the user, kept out of the output."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+        )
+        yield
 
 
 def check_max_length(

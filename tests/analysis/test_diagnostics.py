@@ -145,14 +145,14 @@ def test_token_masks_come_from_the_tokenizer(minilm_path) -> None:
 
 def test_diagnose_agrees_with_evaluate(tiny_model_dir) -> None:
     from attnguide.experiments.demo import make_dataset
-    from attnguide.models import load_classifier, load_tokenizer
-    from attnguide.tasks.classification.data import PairData
-    from attnguide.tasks.classification.encoding import encode_pairs
+    from attnguide.models import load_model, load_tokenizer
     from attnguide.tasks.classification.evaluation import evaluate
+    from attnguide.tasks.pairs.data import PairData
+    from attnguide.tasks.pairs.encoding import encode_pairs
 
     rows = make_dataset(10, seed=4)
     tokenizer = load_tokenizer(tiny_model_dir)
-    model = load_classifier(tiny_model_dir, attn_implementation="eager")
+    model = load_model(tiny_model_dir, attn_implementation="eager")
     data = PairData(
         [r["sentence1"] for r in rows],
         [r["sentence2"] for r in rows],

@@ -117,7 +117,7 @@ def test_datasets_list_and_ranking_task(nli, tmp_path) -> None:
         ("dev: [DEV, DEV]", "dev: has 2 values; train has 1"),
         ("datasets: [{train: TRAIN, dev: DEV}]", "train: give data sets either under datasets:"),
         ("test: nowhere.jsonl", "test: no such data file: nowhere.jsonl"),
-        ("task: regression", "task: unknown task 'regression'"),
+        ("task: speech", "task: unknown task 'speech'"),
         ("guides: [mdg", "not valid YAML"),
     ],
 )

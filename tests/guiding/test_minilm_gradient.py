@@ -8,7 +8,7 @@ import torch
 from attnguide.capture.routes import use_eager_attention
 from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
 from attnguide.guiding.profiles import attention_profiles
-from attnguide.models import load_classifier, load_tokenizer
+from attnguide.models import load_model, load_tokenizer
 
 
 def guiding_gradient_norm(model, batch, kind: str) -> float:
@@ -26,7 +26,7 @@ def guiding_gradient_norm(model, batch, kind: str) -> float:
 def test_received_profile_carries_signal_released_code_does_not(minilm_path) -> None:
     torch.manual_seed(0)
     tokenizer = load_tokenizer(minilm_path)
-    model = load_classifier(minilm_path, ["a", "b", "c"])
+    model = load_model(minilm_path, ["a", "b", "c"])
     use_eager_attention(model)
     model.eval()
     premises = [

@@ -278,27 +278,3 @@ class EvalMeasures:
     def result(self) -> dict[str, float]:
         """Means over the sequences added."""
         return {name: value / self.count for name, value in self.sums.items()}
-
-
-@torch.no_grad()
-def measure_attention(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    dataset: Dataset,
-    config: GuideConfig | None = None,
-    batch_size: int = 64,
-) -> dict[str, float]:
-    """``EvalMeasures`` over a tokenised data set, in eval mode with the eager kernel."""
-    model.eval()
-    use_eager_attention(model)
-    device = next(model.parameters()).device
-    measures = EvalMeasures(model, tokenizer, config)
-    loader = DataLoader(
-        dataset.select_columns([c for c in dataset.column_names if c != "labels"]),
-        batch_size=batch_size,
-        collate_fn=DataCollatorWithPadding(tokenizer),
-    )
-    for batch in tqdm(loader, desc="evaluating", leave=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        measures.add(model(**batch, output_attentions=True).attentions, batch)
-    return measures.result()

@@ -25,7 +25,7 @@ from ..capture.routes import model_shape
 from ..errors import AttnguideError
 from ..files import write_json, write_text
 from ..guiding.profiles import attention_profiles
-from ..models import default_model_path, load_classifier, load_tokenizer
+from ..models import default_model_path, load_model, load_tokenizer
 from ..rundir import check_output_dir, fresh_partial, publish
 from .diagnostics import DESCRIPTIONS, Diagnostics, diagnose, special_token_mask
 from .plots import ExampleProfiles, layer_bars, profile_heatmaps, similarity_matrices, training_curves
@@ -260,7 +260,7 @@ def run_analysis(options: AnalyzeOptions, data: AnalysisData) -> list[tuple[str,
     examples: list[ExampleProfiles] = []
     for index, (name, path) in enumerate(zip(names, options.models, strict=True)):
         tokenizer = load_tokenizer(path)
-        model = load_classifier(path, attn_implementation="eager")
+        model = load_model(path, attn_implementation="eager")
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         dataset = data.encode(tokenizer, options.max_length)
         diagnostics = diagnose(

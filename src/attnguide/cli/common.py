@@ -20,12 +20,23 @@ from ..tasks.readers import Columns
 logger = logging.getLogger("attnguide")
 
 
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
 def add_task_options(parser: argparse.ArgumentParser, command: str, task_help: str) -> None:
-    """``--task``, the data-column options and every task's own options for ``command``, each task's
-    in a group of its own; a flag several tasks share is added once."""
+    """``--task``, the data layout and column options, and every task's own options for ``command``,
+    each task's in a group of its own; a flag several tasks share is added once."""
     choices = ", ".join(f"{t.name}: {t.help}" for t in TASKS.values())
     parser.add_argument("--task", choices=tuple(TASKS), help=f"{task_help} ({choices})")
-    Columns.add_arguments(parser.add_argument_group("data columns (tasks that read named columns)"))
+    data = parser.add_argument_group("data layout and columns")
+    layouts: dict[str, list[Task]] = {}
+    for task in TASKS.values():
+        layouts.setdefault(task.format_option, []).append(task)
+    for dest, tasks in layouts.items():
+        listed = "; ".join(f"--task {t.name}: {', '.join(t.formats)}" for t in tasks)
+        data.add_argument(_flag(dest), default="auto", help=f"data layout ({listed}; default: auto)")
+    Columns.add_arguments(data)
     added: set[str] = set()
     for task in TASKS.values():
         options = [o for o in task.options if command in o.commands and o.flag not in added]
@@ -47,22 +58,33 @@ def chosen_task(args: argparse.Namespace) -> Task:
             logger.info("task: %s (the model in %s was trained with --task %s)", trained, model, trained)
             name = trained
     task = get_task(name)
-    own = {o.dest for o in task.options} | (set(Columns.names()) if task.takes_columns else set())
     others: dict[str, list[str]] = {}  # flag given -> the tasks it belongs to
+    own = _dests(task)
     for other in TASKS.values():
-        theirs = [(o.dest, o.flag) for o in other.options]
-        theirs += [(n, "--" + n.replace("_", "-")) for n in Columns.names()] if other.takes_columns else []
-        for dest, flag in theirs:
+        for dest in _dests(other):
             given = getattr(args, dest, None)
             if dest not in own and given is not None and given != args.command_parser.get_default(dest):
-                others.setdefault(flag, []).append(other.name)
+                others.setdefault(_flag(dest), []).append(other.name)
     if others:
         owners = sorted({name for names in others.values() for name in names})
+        listed = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
         raise AttnguideError(
-            f"{'/'.join(others)} describe {' and '.join(owners)} data; with --task {task.name} use "
-            f"--{task.format_option.replace('_', '-')}"
+            f"{'/'.join(others)} describe {listed} data; with --task {task.name} use "
+            f"{_flag(task.format_option)}"
+        )
+    layout = getattr(args, task.format_option)
+    if layout not in task.formats:
+        raise AttnguideError(
+            f"{_flag(task.format_option)} {layout!r}: --task {task.name} reads {', '.join(task.formats)}"
         )
     return task
+
+
+def _dests(task: Task) -> set[str]:
+    """The options that only some tasks take, as this one's: its layout option, the data columns
+    where it reads named columns, and its own options."""
+    own = {task.format_option, *(o.dest for o in task.options)}
+    return own | (set(Columns.names()) if task.takes_columns else set())
 
 
 def add_guide_options(parser: argparse.ArgumentParser) -> None:

@@ -39,6 +39,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="recompute each layer in the backward pass instead of keeping its activations: less memory, "
         "about a third more time; the same result",
     )
+    a = p.add_argument_group("adapters (LoRA, with PEFT: train low-rank updates instead of every weight)")
+    a.add_argument(
+        "--lora-r", type=int, help="LoRA rank; given, a LoRA adapter is trained instead of all weights"
+    )
+    a.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling α (default: 16)")
+    a.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (default: 0.1)")
+    a.add_argument(
+        "--lora-targets",
+        default="query,value",
+        help="comma-separated names of the linear layers to adapt (default: query,value, as in BERT)",
+    )
     p.add_argument("--output-dir", required=True, help="run directory to write")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument(
@@ -87,6 +98,10 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         "bf16": args.bf16,
         "activation_checkpointing": args.activation_checkpointing,
         "save_steps": args.save_steps,
+        "lora_r": args.lora_r,
+        "lora_alpha": args.lora_alpha,
+        "lora_dropout": args.lora_dropout,
+        "lora_targets": args.lora_targets,
         "sampling": args.sampling,
         "nonfinite": "skip" if args.skip_nonfinite else "stop",
         "overwrite": args.overwrite,

@@ -13,12 +13,12 @@ from pathlib import Path
 
 from ..files import write_json, write_jsonl, write_text
 from ..guiding.config import GuideConfig
-from ..models import default_model_path, load_classifier, load_tokenizer
+from ..models import default_model_path, load_model, load_tokenizer
 from ..rundir import check_output_dir
-from ..tasks.classification.data import read_pairs
-from ..tasks.classification.encoding import encode_pairs
 from ..tasks.classification.evaluation import evaluate
 from ..tasks.classification.task import CLASSIFICATION, ClassificationOptions
+from ..tasks.pairs.data import read_pairs
+from ..tasks.pairs.encoding import encode_pairs
 from ..training.pipeline import run_training
 
 logger = logging.getLogger("attnguide")
@@ -161,7 +161,7 @@ def run_demo(
 
     dev = read_pairs(common["dev"])
     tokenizer = load_tokenizer(model_name)
-    pretrained = load_classifier(model_name, list(LABELS))
+    pretrained = load_model(model_name, list(LABELS))
     before = evaluate(pretrained, tokenizer, encode_pairs(dev, tokenizer, 64)).metrics
     results = {"pre-trained, not fine-tuned": before}
     for name, guide in (

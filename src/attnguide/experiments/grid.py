@@ -33,6 +33,8 @@ DEFAULT_MODEL = "default"
 DEFAULT_SEEDS = (1, 2, 3, 4, 5)
 
 TRAINING_KEYS = ("epochs", "batch_size", "max_length", "lr")
+ADAPTER_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+"""LoRA settings; a cell has them only where ``lora_r`` is given (else it fine-tunes every weight)."""
 DATA_KEYS = ("name", "train", "dev", "test", "format", "task", "metric", *Columns.names())
 
 
@@ -49,7 +51,7 @@ def guide_keys() -> tuple[str, ...]:
 
 def sweep_keys() -> tuple[str, ...]:
     """The keys that take a value or a list, the grid being every combination."""
-    return ("models", *guide_keys(), *TRAINING_KEYS, "seeds")
+    return ("models", *guide_keys(), *TRAINING_KEYS, *ADAPTER_KEYS, "seeds")
 
 
 def top_keys() -> tuple[str, ...]:
@@ -57,7 +59,10 @@ def top_keys() -> tuple[str, ...]:
     return (*sweep_keys(), *DATA_KEYS, "datasets", "output_dir")
 
 
-_SHORT_TRAINING = {"epochs": "e", "batch_size": "bs", "max_length": "len", "lr": "lr"}
+_SHORT_TRAINING = {
+    "epochs": "e", "batch_size": "bs", "max_length": "len", "lr": "lr",
+    "lora_r": "lora", "lora_alpha": "la", "lora_dropout": "ld", "lora_targets": "lt",
+}  # fmt: skip
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
@@ -100,7 +105,10 @@ class Cell:
     @property
     def setting_id(self) -> str:
         """The run directory without the seed: identifies the setting that seeds repeat."""
-        training = "-".join(f"{_SHORT_TRAINING[k]}{_number(v)}" for k, v in self.training.items())
+        training = "-".join(
+            f"{_SHORT_TRAINING[k]}{v.replace(',', '.') if isinstance(v, str) else _number(v)}"
+            for k, v in self.training.items()
+        )
         parts = (self.data.name, self.model_slug, _shorten(training), _shorten(guide_slug(self.guide)))
         return "/".join(parts)
 
@@ -234,7 +242,7 @@ def build_grid(
     sweeps = {key: _sweep(source, key, defaults[key]) for key in sweep_keys()}
     datasets = _datasets(source)
     guides = _guide_settings(source, sweeps)
-    trainings = [dict(zip(TRAINING_KEYS, values, strict=True)) for values in _product(sweeps, TRAINING_KEYS)]
+    trainings = _training_settings(sweeps)
     models = _models(sweeps["models"])
     cells = [
         Cell(data, model, slug, guide, training, seed)
@@ -255,6 +263,19 @@ def build_grid(
 
 def _product(sweeps: dict[str, list], keys: tuple[str, ...]) -> list[tuple]:
     return list(itertools.product(*(sweeps[k] for k in keys)))
+
+
+def _training_settings(sweeps: dict[str, list]) -> list[dict[str, Any]]:
+    """Every distinct training setting; the LoRA settings only where a LoRA rank is given."""
+    keys = (*TRAINING_KEYS, *ADAPTER_KEYS)
+    settings: list[dict[str, Any]] = []
+    for values in _product(sweeps, keys):
+        setting = dict(zip(keys, values, strict=True))
+        if setting["lora_r"] is None:
+            setting = {k: v for k, v in setting.items() if k not in ADAPTER_KEYS}
+        if setting not in settings:
+            settings.append(setting)
+    return settings
 
 
 def _guide_settings(source: _Source, sweeps: dict[str, list]) -> list[dict[str, Any]]:
@@ -365,6 +386,10 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "batch_size": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
     "max_length": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
     "lr": _numbers(False, lambda n: n > 0, "expected numbers > 0"),
+    "lora_r": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
+    "lora_alpha": _numbers(False, lambda n: n > 0, "expected numbers > 0"),
+    "lora_dropout": _numbers(False, lambda n: 0 <= n < 1, "expected numbers from 0 to below 1"),
+    "lora_targets": _text,
 }
 
 
@@ -387,7 +412,7 @@ def _train_defaults() -> dict[str, Any]:
         "models": DEFAULT_MODEL,
         "guides": [BASELINE, "mdg+pdg"],
         **{key: getattr(guide, key) for key in guide_keys()[1:]},
-        **{key: train[key] for key in TRAINING_KEYS},
+        **{key: train[key] for key in (*TRAINING_KEYS, *ADAPTER_KEYS)},
         "seeds": list(DEFAULT_SEEDS),
     }
 
@@ -395,15 +420,20 @@ def _train_defaults() -> dict[str, Any]:
 def _sweep(source: _Source, key: str, default: Any) -> list:
     """A sweep key's values as a list without repeats: a single value is a list of one."""
     raw = source.values.get(key, default)
+    if raw is None:  # a setting that is off unless given (lora_r)
+        return [None]
     values = raw if isinstance(raw, list) else [raw]
     if not values:
         raise source.error(key, "needs at least one value")
     converted = []
     for value in values:
-        try:
-            item = _convert(key)(value)
-        except ValueError as error:
-            raise source.error(key, f"{error} (got {value!r})") from None
+        if value is None and default is None:  # off (lora_r: [null, 8] compares with and without)
+            item = None
+        else:
+            try:
+                item = _convert(key)(value)
+            except ValueError as error:
+                raise source.error(key, f"{error} (got {value!r})") from None
         if item not in converted:
             converted.append(item)
     return converted

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ..files import write_json, write_text
-from .grid import TRAINING_KEYS, Grid, guide_keys
+from .grid import ADAPTER_KEYS, TRAINING_KEYS, Grid, guide_keys
 from .results import FAILED, FINISHED, PENDING, CellResult, SettingResult, analyse, best_on_dev
 from .stats import METHODS
 
@@ -99,9 +99,9 @@ def _csv_fields() -> list[str]:
     """The columns of results.csv: a setting's identity (with every guide setting of the registry that
     a grid sweeps), then its statistics."""
     return [
-        "split", "data", "setting", "model", *guide_keys(), *TRAINING_KEYS, "metric", "n", "failed",
-        "mean", "std", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "t_test_p", "wilcoxon_p",
-        "verdict", "seeds", "values",
+        "split", "data", "setting", "model", *guide_keys(), *TRAINING_KEYS, *ADAPTER_KEYS, "metric", "n",
+        "failed", "mean", "std", "ci_low", "ci_high", "diff", "diff_ci_low", "diff_ci_high", "t_test_p",
+        "wilcoxon_p", "verdict", "seeds", "values",
     ]  # fmt: skip
 
 

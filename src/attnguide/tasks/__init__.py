@@ -10,6 +10,8 @@ from ..errors import AttnguideError
 from .classification.task import CLASSIFICATION
 from .protocol import Task
 from .ranking.task import RANKING
+from .regression.task import REGRESSION
+from .token_classification.task import TOKEN_CLASSIFICATION
 
 TASKS: dict[str, Task] = {}
 """The registered tasks by name, the default first."""
@@ -35,5 +37,7 @@ def get_task(name: str | None) -> Task:
 
 register_task(CLASSIFICATION)
 register_task(RANKING)
+register_task(REGRESSION)
+register_task(TOKEN_CLASSIFICATION)
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Task", "get_task", "register_task"]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import DataError
+from ..files import names_a_local_path
 
 # (line, record) of each data row, given the columns every row must have.
 RowReader = Callable[[tuple[str, ...]], Iterator[tuple[int, dict[str, Any]]]]
@@ -173,3 +174,34 @@ def check_data_file(path: Path) -> None:
         raise DataError(path, "file not found")
     if path.is_dir():
         raise DataError(path, "is a directory, expected a data file")
+
+
+def load_hf_split(name_or_path: str | Path, split: str) -> Any:
+    """One split of a HuggingFace dataset (``--dataset``): a ``save_to_disk`` folder, or a Hub name
+    (which needs internet); a missing folder, split or data set is a one-line DataError."""
+    import datasets  # imported here: it is slow to import and only these readers need it
+    from datasets.exceptions import DatasetNotFoundError
+
+    source = str(name_or_path)
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        raise DataError(
+            source, "is a file; --dataset takes a save_to_disk folder or a Hub name (files: --train)"
+        )
+    if not path.exists() and names_a_local_path(source):
+        raise DataError(source, "no such dataset folder")
+    try:
+        if not path.is_dir():
+            return datasets.load_dataset(source, split=split)
+        loaded = datasets.load_from_disk(source)
+    except (FileNotFoundError, ConnectionError, DatasetNotFoundError) as error:
+        raise DataError(source, f"cannot load the dataset: {error}") from None
+    if isinstance(loaded, datasets.DatasetDict):
+        if split not in loaded:
+            raise DataError(source, f"no split {split!r} (splits: {', '.join(loaded)})")
+        return loaded[split]
+    if split != "train":
+        raise DataError(
+            source, f"holds one dataset without splits, so no split {split!r}; save a DatasetDict"
+        )
+    return loaded

@@ -18,6 +18,8 @@ from ..guiding.config import GuideConfig
 SAMPLINGS = ("random", "sequential", "group_by_length")
 NONFINITE_POLICIES = ("stop", "skip")
 
+LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
+
 # What a run computes does not depend on these (activation checkpointing recomputes the same layers).
 NOT_SETTINGS = ("output_dir", "overwrite", "resume", "keep_checkpoints", "activation_checkpointing")
 
@@ -47,6 +49,10 @@ class TrainOptions:
     bf16: bool = False
     activation_checkpointing: bool = False
     save_steps: int | None = None
+    lora_r: int | None = None
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.1
+    lora_targets: str = "query,value"
     sampling: str = "random"
     nonfinite: str = "stop"
     overwrite: bool = False
@@ -75,6 +81,8 @@ class TrainOptions:
             raise AttnguideError("give the dev data with one of --dev FILE or --dev-split SPLIT, not both")
         if self.dataset is None and self.dev_split is not None:
             raise AttnguideError("--dev-split names a split of --dataset; with --train, give --dev FILE")
+        if self.lora_r is not None:
+            check_lora(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets)
         check_loggers(self.report_to)  # last: it imports transformers
 
     def to_record(self) -> dict[str, Any]:
@@ -82,11 +90,25 @@ class TrainOptions:
         ``GuideConfig.to_dict`` gives them, named data columns at the top level."""
         data = {**asdict(self), "guide": self.guide.to_dict()}
         data.update(data.pop("columns", None) or {})
+        if self.lora_r is None:  # full fine-tuning: the adapter settings mean nothing
+            data = {k: v for k, v in data.items() if k not in LORA_SETTINGS}
         return json.loads(json.dumps(data))
 
     def settings(self) -> dict[str, Any]:
         """The options that decide what a run computes: a resumed run must match them."""
         return {k: v for k, v in self.to_record().items() if k not in NOT_SETTINGS}
+
+
+def check_lora(r: int, alpha: float, dropout: float, targets: str) -> None:
+    """Refuse LoRA settings that cannot train, in one line."""
+    if r < 1:
+        raise AttnguideError(f"--lora-r must be at least 1, got {r}")
+    if not alpha > 0:
+        raise AttnguideError(f"--lora-alpha must be positive, got {alpha}")
+    if not 0 <= dropout < 1:
+        raise AttnguideError(f"--lora-dropout must be at least 0 and below 1, got {dropout}")
+    if not [t for t in targets.split(",") if t.strip()]:
+        raise AttnguideError("--lora-targets: name at least one module, e.g. query,value")
 
 
 def check_loggers(report_to: str) -> None:

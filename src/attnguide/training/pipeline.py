@@ -30,6 +30,7 @@ from ..errors import AttnguideError
 from ..files import write_json
 from ..models import check_max_length, default_model_path, load_tokenizer
 from ..rundir import check_output_dir, fresh_partial, is_complete_run, partial_path, publish
+from .adapters import add_lora, parameter_counts
 from .callbacks import EpochToDataset, route_logs_to_stderr
 from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
 from .options import TrainOptions
@@ -55,6 +56,8 @@ class TaskRun(Protocol):
 
     name: str
     """The task's name, recorded in run.json (``classification``, ``ranking``)."""
+    adapter_task_type: str
+    """PEFT's task type of the model's head (``SEQ_CLS``, ``TOKEN_CLS``), for ``--lora-r``."""
 
     def read(self) -> list[str]:
         """Read the training and dev data; returns the model's output labels."""
@@ -180,6 +183,8 @@ def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
     tokenizer = load_tokenizer(model_name)
     set_seed(options.seed)  # the new head is initialised here, before the Trainer seeds
     model = task.load_model(model_name, labels)
+    if options.lora_r is not None:
+        model = add_lora(model, options, task.adapter_task_type)
     check_max_length(model_name, model, tokenizer, options.max_length)
     options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
     setup = task.encode(tokenizer, model.config.label2id)
@@ -237,6 +242,8 @@ def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
                 "command": sys.argv,
                 "task": task.name,
                 "options": {**options.to_record(), "model": model_name},
+                "labels": labels,
+                **parameter_counts(model),
                 "resumed_from": str(resume_from) if resume_from else None,
                 "capture": trainer.capture.route if trainer.capture is not None else None,
                 **task.record(),

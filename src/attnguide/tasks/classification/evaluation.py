@@ -1,4 +1,4 @@
-"""One pass over a data set in eval mode: predictions, task metrics and attention diagnostics."""
+"""Evaluating a pair classifier: predictions, accuracy and macro F1, and the attention measures."""
 
 from __future__ import annotations
 
@@ -6,14 +6,11 @@ from dataclasses import dataclass
 
 import torch
 from datasets import Dataset
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from ...analysis.diagnostics import EvalMeasures
-from ...capture.routes import use_eager_attention
 from ...guiding.config import GuideConfig
-from .data import PairData
+from ..evaluation import eval_pass
+from ..pairs.data import PairData
 from .metrics import classification_metrics
 
 
@@ -26,7 +23,6 @@ class Evaluation:
     metrics: dict[str, float]
 
 
-@torch.no_grad()
 def evaluate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -35,26 +31,18 @@ def evaluate(
     batch_size: int = 64,
 ) -> Evaluation:
     """Predict every example; with labels, ``accuracy`` and ``macro_f1``; and in the same pass the
-    attention measures of ``analysis.diagnostics.EvalMeasures`` (each guide's loss on the config's
-    guided layers and scope, ``head_similarity``, ``special_token_share``)."""
-    model.eval()
-    use_eager_attention(model)
-    device = next(model.parameters()).device
-    measures = EvalMeasures(model, tokenizer, guide_config)
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer))
+    attention measures (each guide's loss on the config's guided layers and scope,
+    ``head_similarity``, ``special_token_share``)."""
     predictions: list[int] = []
     probabilities: list[list[float]] = []
     labels: list[int] = []
-    for batch in tqdm(loader, desc="evaluating", leave=False):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        if "labels" in batch:
-            labels += batch.pop("labels").tolist()
-        outputs = model(**batch, output_attentions=True)
-        probabilities += torch.softmax(outputs.logits.float(), -1).tolist()
-        predictions += outputs.logits.argmax(-1).tolist()
-        measures.add(outputs.attentions, batch)
+    measures: dict[str, float] = {}
+    for logits, batch in eval_pass(model, tokenizer, dataset, measures, guide_config, batch_size):
+        probabilities += torch.softmax(logits, -1).tolist()
+        predictions += logits.argmax(-1).tolist()
+        labels += batch["labels"].tolist() if "labels" in batch else []
     metrics = classification_metrics(labels, predictions) if labels else {}
-    metrics.update(measures.result())
+    metrics.update(measures)
     return Evaluation(predictions, probabilities, metrics)
 
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 from ...errors import AttnguideError
 from ...training.options import TrainOptions
+from ..pairs.data import FORMATS
 from ..readers import Columns
-from .data import FORMATS
 
 
 @dataclass

@@ -8,11 +8,11 @@ from pathlib import Path
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from ...files import write_jsonl
-from ...models import load_classifier
+from ...models import load_model
 from ...rundir import file_sha256
 from ...training.pipeline import TrainSetup, final_train_losses
-from .data import PairData, label_list, load_hf_dataset, read_pairs
-from .encoding import encode_pairs
+from ..pairs.data import PairData, label_list, load_hf_dataset, read_pairs
+from ..pairs.encoding import encode_pairs
 from .evaluation import evaluate, prediction_rows
 from .options import ClassificationOptions
 
@@ -23,6 +23,7 @@ class ClassificationRun:
     """Pair classification: labelled pairs in, accuracy and the attention diagnostics out."""
 
     name = "classification"
+    adapter_task_type = "SEQ_CLS"
 
     def __init__(self, options: ClassificationOptions) -> None:
         self.options = options
@@ -51,7 +52,7 @@ class ClassificationRun:
         return self.labels
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
-        return load_classifier(name, labels)
+        return load_model(name, labels)
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
         max_length = self.options.max_length
@@ -86,7 +87,6 @@ class ClassificationRun:
 
     def record(self) -> dict:
         return {
-            "labels": self.labels,
             "data": {
                 name: {
                     "source": data.source,

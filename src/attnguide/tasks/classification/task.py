@@ -11,9 +11,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ...training.options import TrainOptions
+from ..pairs.data import FORMATS
 from ..protocol import TaskOption
 from ..readers import Columns
-from .data import FORMATS
 from .metrics import CLASSIFICATION_METRICS
 from .options import ClassificationOptions
 
@@ -33,11 +33,7 @@ class ClassificationTask:
     formats = FORMATS
     format_option = "format"
     takes_columns = True
-    options = (
-        TaskOption(
-            "--format", {"default": "auto", "choices": FORMATS, "help": "data layout (default: detect)"}
-        ),
-    )
+    options: tuple[TaskOption, ...] = ()
 
     def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> ClassificationOptions:
         return ClassificationOptions(**common, format=args.format, columns=Columns.from_args(args))
@@ -50,10 +46,10 @@ class ClassificationTask:
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
         from ...files import check_output_files, predictions_path, write_json, write_jsonl
         from ...guiding.config import GuideConfig
-        from ...models import check_max_length, load_classifier, load_tokenizer
+        from ...models import check_max_length, load_model, load_tokenizer
         from ...rundir import read_run
-        from .data import read_pairs
-        from .encoding import encode_pairs
+        from ..pairs.data import read_pairs
+        from ..pairs.encoding import encode_pairs
         from .evaluation import evaluate, prediction_rows
 
         output = predictions_path(args.output, args.data)
@@ -61,7 +57,7 @@ class ClassificationTask:
         check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
         data = read_pairs(args.data, args.format, Columns.from_args(args))
         tokenizer = load_tokenizer(args.model)
-        model = load_classifier(args.model, attn_implementation="eager")
+        model = load_model(args.model, attn_implementation="eager")
         check_max_length(args.model, model, tokenizer, args.max_length)
         dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
         guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
@@ -73,8 +69,8 @@ class ClassificationTask:
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from ...analysis.report import AnalysisData
-        from .data import read_pairs
-        from .encoding import encode_pairs
+        from ..pairs.data import read_pairs
+        from ..pairs.encoding import encode_pairs
 
         full = read_pairs(args.data, args.format, Columns.from_args(args))
         data = full.first(limit)

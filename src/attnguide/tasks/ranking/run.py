@@ -15,7 +15,7 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 
 from ...errors import AttnguideError
 from ...files import write_jsonl, write_text
-from ...models import load_classifier
+from ...models import load_model
 from ...rundir import file_sha256
 from ...training.pipeline import TrainSetup, final_train_losses
 from . import losses
@@ -54,6 +54,7 @@ class RankingRun:
     """
 
     name = "ranking"
+    adapter_task_type = "SEQ_CLS"
 
     def __init__(self, options: RankingOptions) -> None:
         self.options = options
@@ -65,7 +66,7 @@ class RankingRun:
         return ["relevance"]  # one output: the pair's score
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
-        return load_classifier(name, labels)
+        return load_model(name, labels)
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
         options, train_data = self.options, self.train_data

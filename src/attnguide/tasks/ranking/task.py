@@ -36,15 +36,6 @@ class RankingTask:
     format_option = "ranking_format"
     takes_columns = False
     options = (
-        TaskOption(
-            "--ranking-format",
-            {
-                "default": "auto",
-                "choices": RANKING_FORMATS,
-                "help": "answer-selection CSV (qtext,label,atext), cross-genre-ir CSV, or trec files "
-                "(default: trec when --queries/--docs are given, else detected from the CSV header)",
-            },
-        ),
         TaskOption("--queries", {"help": "trec layout: queries TSV (qid<TAB>text)"}),
         TaskOption(
             "--docs", {"help": "trec layout: documents TSV (docid<TAB>text) or JSONL (docid/_id, text)"}
@@ -124,7 +115,7 @@ class RankingTask:
 
         from ...files import check_output_files, predictions_path, write_json, write_jsonl, write_text
         from ...guiding.config import GuideConfig
-        from ...models import load_classifier, load_tokenizer
+        from ...models import load_model, load_tokenizer
         from ...rundir import read_run
         from .data import read_ranking
         from .encoding import encode_candidates
@@ -140,7 +131,7 @@ class RankingTask:
         check_output_files(outputs, inputs)
         data = read_ranking(args.data, args.ranking_format, args.queries, args.docs, args.run)
         tokenizer = load_tokenizer(args.model)
-        model = load_classifier(args.model)
+        model = load_model(args.model)
         if model.config.num_labels != 1:
             raise AttnguideError(
                 f"{args.model}: a reranker has one output, this model has {model.config.num_labels} "

@@ -10,7 +10,7 @@ import pytest
 
 from attnguide.errors import DataError
 from attnguide.files import write_jsonl
-from attnguide.tasks.classification.data import FORMATS, PairData, label_list, load_hf_dataset, read_pairs
+from attnguide.tasks.pairs.data import FORMATS, PairData, label_list, load_hf_dataset, read_pairs
 from attnguide.tasks.readers import Columns
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

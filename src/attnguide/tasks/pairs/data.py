@@ -1,4 +1,5 @@
-"""Readers that turn sentence-pair classification files into one in-memory structure.
+"""Readers that turn files of labelled sentence pairs (or single sentences) into one in-memory
+structure, for every task that takes pairs (classification, regression).
 
 A *layout* says which columns hold the two texts and the label (SICK, MSRP, MultiNLI, GLUE, ...);
 a *container* says how rows are stored (JSON lines, tab- or comma-separated). Any layout can be read
@@ -15,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import DataError
-from ...files import names_a_local_path
-from ..readers import Columns, check_data_file, delimited_rows, jsonl_rows, kind_of
+from ..readers import Columns, check_data_file, delimited_rows, jsonl_rows, kind_of, load_hf_split
 
 logger = logging.getLogger("attnguide")
 
@@ -54,6 +54,7 @@ class _Layout:
     label: str
     identifying: tuple[str, ...]
     label_order: tuple[str, ...] | None = None
+    score: str | None = None  # the column of a numeric score, where the data set has one
 
     @property
     def text_columns(self) -> tuple[str, ...]:
@@ -75,6 +76,7 @@ _LAYOUTS: tuple[_Layout, ...] = (
         "entailment_judgment",
         ("pair_ID", "sentence_A", "sentence_B", "entailment_judgment"),
         ("ENTAILMENT", "NEUTRAL", "CONTRADICTION"),
+        score="relatedness_score",
     ),
     _Layout("msrp", "#1 String", "#2 String", "Quality", ("Quality", "#1 String", "#2 String"), ("0", "1")),
     _Layout(
@@ -84,6 +86,14 @@ _LAYOUTS: tuple[_Layout, ...] = (
         "gold_label",
         ("index", "pairID", "sentence1", "sentence2", "gold_label"),
         _NLI_ORDER,
+    ),
+    _Layout(
+        "glue-stsb",
+        "sentence1",
+        "sentence2",
+        "score",
+        ("index", "genre", "sentence1", "sentence2", "score"),
+        score="score",
     ),
     _Layout(
         "nli", "sentence1", "sentence2", "gold_label", ("sentence1", "sentence2", "gold_label"), _NLI_ORDER
@@ -123,7 +133,10 @@ _FORMAT_LAYOUT = {
     "glue-sst2": "glue-sst2",
     "sick": "sick",
     "msrp": "msrp",
+    "glue-stsb": "glue-stsb",
 }
+SCORE_FORMATS = ("auto", "sick", "glue-stsb", "csv", "tsv", "jsonl")
+"""The layouts of pairs with a numeric score (read with ``scores=True``)."""
 
 # Column sets tried, in order, on HuggingFace datasets when no column names are given.
 _HF_LAYOUTS: tuple[_Layout, ...] = tuple(
@@ -181,14 +194,19 @@ def _located_error(source: str | Path, message: str, number: int, by_line: bool)
     return DataError(source, f"{message} (row index {number})")
 
 
-def read_pairs(path: str | Path, format: str = "auto", columns: Columns | None = None) -> PairData:
-    """Read a sentence-pair classification file (JSONL, TSV or CSV) in one of the known layouts.
+def read_pairs(
+    path: str | Path, format: str = "auto", columns: Columns | None = None, scores: bool = False
+) -> PairData:
+    """Read a file of labelled sentence pairs (JSONL, TSV or CSV) in one of the known layouts.
 
-    ``columns`` names columns; given with any format, they override the layout's.
-    Raises DataError, naming the file and line, for anything malformed.
+    ``columns`` names columns; given with any format, they override the layout's. With ``scores``
+    the label is the layout's numeric score column (SICK's relatedness, STS-B's score) instead of
+    its class, and numbers are labels too. Raises DataError, naming the file and line, for anything
+    malformed.
     """
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r} (expected one of: {', '.join(FORMATS)})")
+    formats = SCORE_FORMATS if scores else FORMATS
+    if format not in formats:
+        raise ValueError(f"unknown format {format!r} (expected one of: {', '.join(formats)})")
     path = Path(path)
     check_data_file(path)
     columns = columns or Columns()
@@ -200,11 +218,13 @@ def read_pairs(path: str | Path, format: str = "auto", columns: Columns | None =
                 header, header_line, rows = jsonl_rows(path, f)
             else:
                 header, header_line, rows = delimited_rows(path, f, container)
-            layout = _resolve_layout(path, format, container, header, header_line, overrides)
+            layout = _resolve_layout(path, format, container, header, header_line, overrides, scores)
             named_columns = bool(columns.given())
             detected = format == "auto" and layout.name in _DISTINCTIVE_LAYOUTS and not named_columns
-            strict = format in _FORMAT_LAYOUT or detected
-            return _collect(path, layout, rows(layout.columns), header_line, strict_labels=strict)
+            strict = (format in _FORMAT_LAYOUT or detected) and not scores
+            return _collect(
+                path, layout, rows(layout.columns), header_line, strict_labels=strict, numeric=scores
+            )
     except UnicodeDecodeError:
         line, detail = _find_bad_utf8(path)
         raise DataError(path, f"invalid UTF-8 ({detail}); expected UTF-8 text", line=line) from None
@@ -218,33 +238,10 @@ def load_hf_dataset(
     Columns are the given names, else the first known set found among the dataset's columns.
     ClassLabel labels become their names (in the feature's order); rows labelled -1 are dropped.
     """
-    import datasets  # imported here: it is slow to import and only this reader needs it
-    from datasets.exceptions import DatasetNotFoundError
+    import datasets
 
     source = str(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        raise DataError(
-            source, "is a file; --dataset takes a save_to_disk folder or a Hub name (files: --train)"
-        )
-    if not path.exists() and names_a_local_path(source):
-        raise DataError(source, "no such dataset folder")
-    try:
-        if path.is_dir():
-            loaded = datasets.load_from_disk(source)
-            if isinstance(loaded, datasets.DatasetDict):
-                if split not in loaded:
-                    raise DataError(source, f"no split {split!r} (splits: {', '.join(loaded)})")
-                loaded = loaded[split]
-            elif split != "train":
-                raise DataError(
-                    source, f"holds one dataset without splits, so no split {split!r}; save a DatasetDict"
-                )
-        else:
-            loaded = datasets.load_dataset(source, split=split)
-    except (FileNotFoundError, ConnectionError, DatasetNotFoundError) as error:
-        raise DataError(source, f"cannot load the dataset: {error}") from None
-
+    loaded = load_hf_split(name_or_path, split)
     names = list(loaded.column_names)
     known = f"columns: {', '.join(names)}"
     overrides = dataclasses.asdict(columns or Columns())
@@ -321,14 +318,22 @@ def _resolve_layout(
     header: list[str],
     header_line: int,
     overrides: dict[str, str | None],
+    scores: bool = False,
 ) -> _Layout:
-    """The layout named by ``format``, else the one detected from ``header``, with the user's columns."""
+    """The layout named by ``format``, else the one detected from ``header``, with the user's columns;
+    with ``scores``, its score column as the label."""
     kind, known = ("key", "first record has keys") if container == "jsonl" else ("column", "header has")
     known = f"{known}: {', '.join(header)}"
     if format in _FORMAT_LAYOUT:
         layout = _LAYOUT_BY_NAME[_FORMAT_LAYOUT[format]]
     else:
         layout = _detect(_LAYOUTS, header) or _custom_layout(path, container, known, header_line, overrides)
+    if scores and overrides["label"] is None:
+        if layout.score is None:
+            raise DataError(
+                path, f"the {layout.name} layout has no score column; name it with --label", line=header_line
+            )
+        layout = dataclasses.replace(layout, label=layout.score, label_order=None)
     layout = _override(layout, overrides)
     missing = [c for c in layout.columns if c not in header]
     if missing:
@@ -343,14 +348,16 @@ def _collect(
     header_line: int | None,
     rows_are_lines: bool = True,
     strict_labels: bool = False,
+    numeric: bool = False,
 ) -> PairData:
     """Validate records and gather their texts and labels, dropping unlabelled rows.
 
     Records are numbered by file line (``rows_are_lines``) or by row index (datasets). A label
     outside the layout's label set is an error where the user named the layout (``strict_labels``);
     where it was only detected from the columns, the file's own labels are kept and the layout's set
-    no longer applies.
+    no longer applies. With ``numeric``, JSON numbers are labels too (kept as text).
     """
+    label_types = (int, float, str) if numeric else (int, str)
 
     def fail(message: str, number: int) -> DataError:
         return _located_error(source, message, number, rows_are_lines)
@@ -365,8 +372,8 @@ def _collect(
         value = record[layout.label]
         if value is None:
             value = ""
-        elif isinstance(value, (int, str)) and not isinstance(value, bool):
-            kind = kind_of(value)
+        elif isinstance(value, label_types) and not isinstance(value, bool):
+            kind = "number" if numeric and not isinstance(value, str) else kind_of(value)
             if first_label is None:
                 first_label = (kind, number)
             elif kind != first_label[0]:
@@ -378,9 +385,8 @@ def _collect(
                 )
             value = str(value)
         else:
-            raise fail(
-                f"expected a string or integer label in {layout.label!r}, found {kind_of(value)}", number
-            )
+            expected = "a number" if numeric else "a string or integer label"
+            raise fail(f"expected {expected} in {layout.label!r}, found {kind_of(value)}", number)
         value = value.strip()
         if value in _UNLABELLED:
             dropped += 1

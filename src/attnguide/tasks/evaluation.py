@@ -1,0 +1,51 @@
+"""One pass of a model over a tokenised data set in eval mode, shared by every task's evaluation:
+its logits batch by batch, and in the same forward calls the attention measures that ``eval``
+reports (``analysis.diagnostics.EvalMeasures``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import torch
+from datasets import Dataset
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
+
+from ..analysis.diagnostics import EvalMeasures
+from ..capture.routes import use_eager_attention
+from ..guiding.config import GuideConfig
+
+logger = logging.getLogger("attnguide")
+
+
+@torch.no_grad()
+def eval_pass(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    dataset: Dataset,
+    measures: dict[str, float],
+    guide_config: GuideConfig | None = None,
+    batch_size: int = 64,
+    collator: Callable | None = None,
+) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Yield ``(logits, batch)`` for each batch in dataset order (``batch`` holds its ``labels``
+    where the data set has them); when the pass is over, ``measures`` holds the attention measures.
+
+    The model runs in eval mode with the eager kernel, which returns the attention maps.
+    """
+    model.eval()
+    use_eager_attention(model)
+    device = next(model.parameters()).device
+    counter = EvalMeasures(model, tokenizer, guide_config)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, collate_fn=collator or DataCollatorWithPadding(tokenizer)
+    )
+    for batch in tqdm(loader, desc="evaluating", leave=False, disable=not logger.isEnabledFor(logging.INFO)):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        outputs = model(**inputs, output_attentions=True)
+        counter.add(outputs.attentions, inputs)
+        yield outputs.logits.float(), batch
+    measures.update(counter.result())

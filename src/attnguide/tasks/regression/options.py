@@ -1,0 +1,32 @@
+"""The options of a regression run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ...errors import AttnguideError
+from ...training.options import TrainOptions
+from ..pairs.data import SCORE_FORMATS
+from ..readers import Columns
+
+
+@dataclass
+class RegressionOptions(TrainOptions):
+    """Every setting of a regression run: those of ``TrainOptions``, the layout, the named columns
+    (``label``: the score), and ``label_range``: the scores' bounds, to train on scores scaled to
+    0-1 (predictions are scaled back)."""
+
+    format: str = "auto"
+    columns: Columns = field(default_factory=Columns)
+    label_range: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.format not in SCORE_FORMATS:
+            raise AttnguideError(f"--format must be one of {', '.join(SCORE_FORMATS)}, got {self.format!r}")
+        check_label_range(self.label_range)
+
+
+def check_label_range(label_range: tuple[float, float] | None) -> None:
+    if label_range is not None and not label_range[0] < label_range[1]:
+        raise AttnguideError(f"--label-range LOW HIGH: LOW must be below HIGH, got {label_range}")

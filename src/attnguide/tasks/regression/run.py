@@ -1,0 +1,118 @@
+"""A regression training run: the ``TaskRun`` that ``run_training`` drives."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
+
+from ...files import write_jsonl
+from ...models import load_model
+from ...rundir import file_sha256
+from ...training.pipeline import TrainSetup, final_train_losses
+from ..pairs.encoding import encode_pairs
+from .data import ScoredPairs, load_hf_scored, read_scored
+from .evaluation import evaluate_scores, prediction_rows
+from .options import RegressionOptions
+
+logger = logging.getLogger("attnguide")
+
+
+class RegressionRun:
+    """Scores: a one-output head trained with mean squared error (transformers' regression problem
+    type), on scores scaled to 0-1 where ``--label-range`` gives their bounds."""
+
+    name = "regression"
+    adapter_task_type = "SEQ_CLS"
+
+    def __init__(self, options: RegressionOptions) -> None:
+        self.options = options
+
+    def _read(self, path: str | None, split: str | None) -> ScoredPairs | None:
+        options = self.options
+        if path is not None:
+            return read_scored(path, options.format, options.columns, options.label_range)
+        if options.dataset is not None and split is not None:
+            return load_hf_scored(options.dataset, split, options.columns, options.label_range)
+        return None
+
+    def read(self) -> list[str]:
+        options = self.options
+        self.train_data = self._read(options.train, options.train_split)
+        self.dev_data = self._read(options.dev, options.dev_split)
+        scores = self.train_data.scores
+        logger.info(
+            "training data: %s, %d pairs, layout %s, scores from %g to %g",
+            self.train_data.pairs.source,
+            len(scores),
+            self.train_data.pairs.layout,
+            min(scores),
+            max(scores),
+        )
+        return ["score"]
+
+    def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
+        return load_model(name, labels, problem_type="regression")
+
+    def _targets(self, data: ScoredPairs) -> list[float]:
+        low_high = self.options.label_range
+        if low_high is None:
+            return data.scores
+        low, high = low_high
+        return [(score - low) / (high - low) for score in data.scores]
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        options = self.options
+        train_set = encode_pairs(self.train_data.pairs, tokenizer, options.max_length)
+        train_set = train_set.add_column("labels", self._targets(self.train_data))
+        dev_set = None
+        if self.dev_data is not None:
+            dev_set = encode_pairs(self.dev_data.pairs, tokenizer, options.max_length)
+            dev_set = dev_set.add_column("labels", self._targets(self.dev_data))
+        return TrainSetup(
+            dataset=train_set,
+            collator=DataCollatorWithPadding(tokenizer),
+            batch_size=options.batch_size,
+            eval_dataset=dev_set,
+        )
+
+    def evaluate(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        log_history: list[dict],
+        run_dir: Path,
+    ) -> dict[str, float]:
+        if self.dev_data is None:
+            return final_train_losses(log_history)
+        options = self.options
+        evaluation = evaluate_scores(
+            model,
+            tokenizer,
+            self.dev_data,
+            options.max_length,
+            options.label_range,
+            options.guide,
+            options.eval_batch_size,
+        )
+        write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
+        return evaluation.metrics
+
+    def record(self) -> dict:
+        return {
+            "data": {
+                name: {
+                    "source": data.pairs.source,
+                    "layout": data.pairs.layout,
+                    "examples": len(data),
+                    "dropped": data.pairs.dropped,
+                    "sha256": file_sha256(data.pairs.source) if Path(data.pairs.source).is_file() else None,
+                }
+                for name, data in (("train", self.train_data), ("dev", self.dev_data))
+                if data is not None
+            }
+        }
+
+    def versions(self) -> dict[str, str]:
+        return {}

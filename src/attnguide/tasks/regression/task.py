@@ -1,0 +1,110 @@
+"""The regression task: sentence pairs with a numeric score, scored with Pearson and Spearman.
+
+``REGRESSION`` is the task object of ``tasks.protocol``; the work is done in ``run`` (training),
+``evaluation`` and ``data``, imported when a command needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ...training.options import TrainOptions
+from ..pairs.data import SCORE_FORMATS
+from ..protocol import TaskOption
+from ..readers import Columns
+from .metrics import REGRESSION_METRICS
+from .options import RegressionOptions, check_label_range
+
+if TYPE_CHECKING:
+    from ...analysis.report import AnalysisData
+    from ...training.pipeline import TaskRun
+
+logger = logging.getLogger("attnguide")
+
+
+def _label_range(args: argparse.Namespace) -> tuple[float, float] | None:
+    label_range = tuple(args.label_range) if args.label_range is not None else None
+    check_label_range(label_range)
+    return label_range
+
+
+class RegressionTask:
+    """Scoring pairs: a one-output head, mean squared error."""
+
+    name = "regression"
+    help = "a score per pair (similarity, relatedness), scored with Pearson and Spearman"
+    metrics = REGRESSION_METRICS
+    formats = SCORE_FORMATS
+    format_option = "format"
+    takes_columns = True
+    options = (
+        TaskOption(
+            "--label-range",
+            {
+                "type": float,
+                "nargs": 2,
+                "metavar": ("LOW", "HIGH"),
+                "help": "the scores' bounds: train on scores scaled to 0-1 and refuse scores outside "
+                "(with eval: default the range the model was trained with)",
+            },
+        ),
+    )
+
+    def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> RegressionOptions:
+        return RegressionOptions(
+            **common, format=args.format, columns=Columns.from_args(args), label_range=_label_range(args)
+        )
+
+    def start(self, options: TrainOptions) -> TaskRun:
+        from .run import RegressionRun
+
+        return RegressionRun(options)
+
+    def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
+        from ...files import check_output_files, predictions_path, write_json, write_jsonl
+        from ...guiding.config import GuideConfig
+        from ...models import check_max_length, load_model, load_tokenizer
+        from ...rundir import read_run
+        from .data import read_scored
+        from .evaluation import evaluate_scores, prediction_rows
+
+        output = predictions_path(args.output, args.data)
+        metrics = output.with_suffix(".metrics.json")
+        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
+        trained = (read_run(args.model) or {}).get("options", {})
+        label_range = _label_range(args) or (
+            tuple(trained["label_range"]) if trained.get("label_range") else None
+        )
+        data = read_scored(args.data, args.format, Columns.from_args(args), label_range)
+        tokenizer = load_tokenizer(args.model)
+        model = load_model(args.model, attn_implementation="eager", problem_type="regression")
+        check_max_length(args.model, model, tokenizer, args.max_length)
+        guide = GuideConfig.from_dict(trained.get("guide", {}))
+        evaluation = evaluate_scores(
+            model, tokenizer, data, args.max_length, label_range, guide, args.batch_size
+        )
+        write_jsonl(output, prediction_rows(data, evaluation))
+        write_json(metrics, evaluation.metrics)
+        logger.info("predictions written to %s", output)
+        return evaluation.metrics
+
+    def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
+        from ...analysis.report import AnalysisData
+        from ..pairs.encoding import encode_pairs
+        from .data import read_scored
+
+        full = read_scored(args.data, args.format, Columns.from_args(args))
+        pairs = full.pairs.first(limit)
+        return AnalysisData(
+            source=pairs.source,
+            layout=pairs.layout,
+            available=len(full),
+            text_a=pairs.text_a,
+            text_b=pairs.text_b,
+            encode=lambda tokenizer, max_length: encode_pairs(pairs, tokenizer, max_length),
+        )
+
+
+REGRESSION = RegressionTask()
