@@ -30,7 +30,8 @@ from .guiding.patterns import PatternTokens
 
 CITATION = """
 @misc{wang2022attentionguiding,
-    title={Paying More Attention to Self-attention: Improving Pre-trained Language Models via Attention Guiding},
+    title={Paying More Attention to Self-attention:
+           Improving Pre-trained Language Models via Attention Guiding},
     author={Shanshan Wang and Zhumin Chen and Zhaochun Ren and Huasheng Liang and Qiang Yan and Pengjie Ren},
     year={2022},
     eprint={2204.02922},
@@ -44,7 +45,9 @@ def underlying_transformer(model: nn.Module) -> PreTrainedModel:
     """The transformers model inside a sentence-transformers model (the first one it holds)."""
     found = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
     if found is None:
-        raise AttnguideError(f"{type(model).__name__} holds no transformers model whose attention could be guided")
+        raise AttnguideError(
+            f"{type(model).__name__} holds no transformers model whose attention could be guided"
+        )
     return found
 
 
@@ -72,7 +75,9 @@ class GuidedLoss(nn.Module):
         self.loss = loss
         self.guide_config = guide_config if guide_config is not None else GuideConfig()
         self._transformer = [underlying_transformer(model)]  # a list: not a sub-module of the loss
-        self.capture = make_capture(self._transformer[0], self.guide_config) if self.guide_config.active else None
+        self.capture = (
+            make_capture(self._transformer[0], self.guide_config) if self.guide_config.active else None
+        )
         self.pattern_tokens = None
         if self.guide_config.weight("pattern") > 0:
             self.pattern_tokens = PatternTokens.from_tokenizer(model.tokenizer)
@@ -98,7 +103,9 @@ class GuidedLoss(nn.Module):
             if self.guide_config.needs_maps:
                 maps = MapInputs(self.capture.maps(outputs), kwargs.get("input_ids"), self.pattern_tokens)
             config = self.guide_config
-            parts = guide_losses(profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps)
+            parts = guide_losses(
+                profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
+            )
             for name, value in parts.items():  # weighted by sequences: a mean over every sequence embedded
                 sums[name] = sums.get(name, 0.0) + value * len(mask)
             sequences += len(mask)
@@ -114,10 +121,14 @@ class GuidedLoss(nn.Module):
             else:
                 del transformer.forward
         if not sequences:
-            raise AttnguideError(f"{type(self.loss).__name__} made no forward call through the model's transformer")
+            raise AttnguideError(
+                f"{type(self.loss).__name__} made no forward call through the model's transformer"
+            )
         ramp = self.guide_config.ramp(self.steps)
         self.steps += 1
-        terms = {name: self.guide_config.weight(name) * ramp * value / sequences for name, value in sums.items()}
+        terms = {
+            name: self.guide_config.weight(name) * ramp * value / sequences for name, value in sums.items()
+        }
         return {**self._parts(task), **terms}
 
     @staticmethod
