@@ -5,7 +5,8 @@ on every run instead of racing a timer. Where the environment says so:
 
 - ``KILL_STEP=N``: after optimiser step N; ``KILL_IN_CHECKPOINT=N``: in the middle of writing
   checkpoint N (after its weights and optimizer, before its RNG state and trainer_state.json).
-- ``KILL_ONLY_IN=SUFFIX``: only in the run whose ``--output-dir`` ends with SUFFIX.
+- ``KILL_ONLY_IN=NAME``: only in the run whose ``--output-dir`` ends with NAME, or whose partial
+  directory is ``.NAME.partial`` (a trial that ``tune`` runs in its own process).
 - ``KILL_GROUP=1``: kill the whole process group, like a lost machine: a ``compare`` run through
   this script runs its cells through it too, so the grid dies with the training run it started.
 """
@@ -23,16 +24,19 @@ import attnguide.training.pipeline as training
 from attnguide.cli import main
 
 
-def _this_run() -> bool:
+def _this_run(output_dir: str) -> bool:
+    """Whether this is the run to kill: its ``--output-dir`` ends with ``KILL_ONLY_IN``, or, for a run
+    inside this process (a trial of ``tune``), the Trainer's output directory names it."""
     wanted = os.environ.get("KILL_ONLY_IN")
     if wanted is None:
         return True
     args = sys.argv[1:]
-    return "--output-dir" in args and args[args.index("--output-dir") + 1].endswith(wanted)
+    named = "--output-dir" in args and args[args.index("--output-dir") + 1].endswith(wanted)
+    return named or f"{wanted}." in os.path.basename(output_dir)
 
 
-def _at(variable: str, step: int) -> bool:
-    return step == int(os.environ.get(variable, -1)) and _this_run()
+def _at(variable: str, step: int, output_dir: str) -> bool:
+    return step == int(os.environ.get(variable, -1)) and _this_run(output_dir)
 
 
 def _die() -> None:
@@ -43,7 +47,7 @@ def _die() -> None:
 
 class _KillAtStep(transformers.TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
-        if _at("KILL_STEP", state.global_step):
+        if _at("KILL_STEP", state.global_step, args.output_dir):
             _die()
 
 
@@ -53,7 +57,7 @@ _save_rng = transformers.Trainer._save_rng_state
 
 
 def _save_rng_or_die(self, output_dir):
-    if _at("KILL_IN_CHECKPOINT", self.state.global_step):
+    if _at("KILL_IN_CHECKPOINT", self.state.global_step, self.args.output_dir):
         _die()
     _save_rng(self, output_dir)
 

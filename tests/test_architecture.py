@@ -43,7 +43,7 @@ print(code, ",".join(heavy))
     ("argv", "code"),
     [
         (["--help"], 0),
-        *(([command, "--help"], 0) for command in ("train", "eval", "demo", "analyze", "compare")),
+        *(([command, "--help"], 0) for command in ("train", "eval", "demo", "analyze", "compare", "tune")),
         (["train", "--epochs"], 2),  # a usage error
         (["train", "--guide", "mdg+xyz", "--train", "t.jsonl", "--output-dir", "o"], 2),  # a bad value
         (["train", "--lr", "0", "--train", "t.jsonl", "--output-dir", "o"], 2),

@@ -7,7 +7,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 from transformers import (
+    AutoConfig,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
     AutoTokenizer,
@@ -39,6 +41,21 @@ def _check_location(name: str) -> None:
             raise AttnguideError(f"{name}: expected a model directory with a config.json")
     elif names_a_local_path(name):
         raise AttnguideError(f"{name}: model path does not exist")
+
+
+def model_layers(name: str) -> int:
+    """How many transformer layers a model (a directory, a Hub id, an adapter run's base) has."""
+    _check_location(name)
+    if (Path(name) / ADAPTER_CONFIG).is_file():
+        run = read_run(name)
+        if run is not None:
+            return model_layers(run["options"]["model"])
+    try:
+        return int(AutoConfig.from_pretrained(name).num_hidden_layers)
+    except (OSError, ValueError, AttributeError) as error:
+        raise AttnguideError(
+            f"{name}: cannot read the model's layer count ({str(error).splitlines()[0]})"
+        ) from None
 
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
@@ -124,3 +141,32 @@ def check_max_length(
             f"--max-length {max_length}: too short for a pair's special tokens and text; "
             f"use at least {shortest}"
         )
+
+
+def underlying_transformer(model: torch.nn.Module) -> PreTrainedModel:
+    """The transformers model of ``model``: itself, or the first one a wrapper holds (a
+    sentence-transformers model holds one per text encoder)."""
+    if isinstance(model, PreTrainedModel):
+        return model
+    found = next((m for m in model.modules() if isinstance(m, PreTrainedModel)), None)
+    if found is None:
+        raise AttnguideError(
+            f"{type(model).__name__} holds no transformers model whose attention could be guided"
+        )
+    return found
+
+
+def load_sentence_transformer(name: str, max_length: int | None = None) -> torch.nn.Module:
+    """A sentence-transformers model; a local folder must be one (it has a modules.json)."""
+    from sentence_transformers import SentenceTransformer
+
+    path = Path(name).expanduser()
+    if path.exists() and not (path / "modules.json").is_file():
+        raise AttnguideError(
+            f"{name}: not a sentence-transformers model (no modules.json); a bi-encoder needs one"
+        )
+    load_tokenizer(name)  # a missing or unreadable model is a one-line error here
+    model = SentenceTransformer(name)
+    if max_length is not None:
+        model.max_seq_length = max_length
+    return model

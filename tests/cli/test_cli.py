@@ -236,7 +236,8 @@ def test_console_script_reports_without_traceback(tmp_path) -> None:
         (["--queries", "q.tsv"], "--queries describe ranking data; with --task classification use --format"),
         (
             ["--task", "ranking", "--label", "y"],
-            "--label describe classification, regression and token-classification data; with --task ranking",
+            "--label describe classification, embedding, regression and token-classification data; "
+            "with --task ranking",
         ),
     ],
 )

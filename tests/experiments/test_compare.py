@@ -89,6 +89,13 @@ def test_datasets_list_and_ranking_task(nli, tmp_path) -> None:
             {"name": "nli-a", "train": nli["train"], "dev": nli["dev"], "test": nli["test"]},
             {"name": "qa", "train": nli["train"], "dev": nli["dev"], "task": "ranking"},
             {"name": "qa-mrr", "train": nli["train"], "dev": nli["dev"], "task": "ranking", "metric": "mrr"},
+            {
+                "name": "qa-bi",
+                "train": nli["train"],
+                "dev": nli["dev"],
+                "task": "ranking",
+                "train_options": ["--encoder", "bi"],
+            },
         ],
         guides="none",
         seeds=[3],
@@ -99,10 +106,13 @@ def test_datasets_list_and_ranking_task(nli, tmp_path) -> None:
         ("nli-a", None, "accuracy"),
         ("qa", "ranking", "map"),
         ("qa-mrr", "ranking", "mrr"),
+        ("qa-bi", "ranking", "map"),
     ]
-    assert len(grid.cells) == 3 and grid.datasets[0].test == nli["test"]
+    assert len(grid.cells) == 4 and grid.datasets[0].test == nli["test"]
     args = grid.cells[1].train_args(Path("o"))
     assert args[args.index("--task") + 1] == "ranking" and "--task" not in grid.cells[0].train_args(Path("o"))
+    bi = grid.cells[3].train_args(Path("o"))
+    assert bi[bi.index("--encoder") + 1] == "bi" and "--encoder" not in args
 
 
 @pytest.mark.parametrize(
@@ -119,6 +129,8 @@ def test_datasets_list_and_ranking_task(nli, tmp_path) -> None:
         ("test: nowhere.jsonl", "test: no such data file: nowhere.jsonl"),
         ("task: speech", "task: unknown task 'speech'"),
         ("guides: [mdg", "not valid YAML"),
+        ("train_options: --encoder bi", "train_options: expected a list of train flags"),
+        ("train_options: [--seed, 3]", "train_options: --seed is set by the grid itself"),
     ],
 )
 def test_bad_grid_is_one_line_exit_2(nli, tmp_path, capsys, text, message) -> None:

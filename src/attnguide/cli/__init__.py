@@ -13,11 +13,11 @@ import sys
 from typing import NoReturn
 
 from ..errors import AttnguideError
-from . import analyze, compare, demo, evaluate, train
+from . import analyze, compare, demo, evaluate, train, tune
 
 logger = logging.getLogger("attnguide")
 
-COMMANDS = (train, evaluate, demo, analyze, compare)
+COMMANDS = (train, evaluate, demo, analyze, compare, tune)
 
 
 class _OneLineParser(argparse.ArgumentParser):

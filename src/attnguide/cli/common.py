@@ -52,7 +52,7 @@ def chosen_task(args: argparse.Namespace) -> Task:
     for, else the default task), after refusing options that belong only to other tasks."""
     name = args.task
     model = getattr(args, "model", None)
-    if name is None and args.command != "train" and model is not None:
+    if name is None and args.command in ("eval", "analyze") and model is not None:
         trained = (read_run(model) or {}).get("task")
         if trained in TASKS and trained != DEFAULT_TASK:
             logger.info("task: %s (the model in %s was trained with --task %s)", trained, model, trained)

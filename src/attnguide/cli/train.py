@@ -11,6 +11,12 @@ from .common import add_guide_options, add_task_options, chosen_task, guide_conf
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="fine-tune an encoder for a task, with or without attention guiding")
+    add_train_arguments(p, output_help="run directory to write")
+    p.set_defaults(func=run, command_parser=p)
+
+
+def add_train_arguments(p: argparse.ArgumentParser, output_help: str) -> None:
+    """Every option of ``attnguide train`` (``tune`` takes them all too)."""
     p.add_argument("--model", help="model directory or Hub id (default: the packaged MiniLM-L6-H384)")
     p.add_argument("--train", help="training data file")
     p.add_argument("--dev", help="dev data file: evaluated each epoch and at the end")
@@ -50,7 +56,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default="query,value",
         help="comma-separated names of the linear layers to adapt (default: query,value, as in BERT)",
     )
-    p.add_argument("--output-dir", required=True, help="run directory to write")
+    p.add_argument("--output-dir", required=True, help=output_help)
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument(
         "--keep-checkpoints", action="store_true", help="keep the last checkpoint in the finished run"
@@ -71,7 +77,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip a batch whose loss is NaN or infinite instead of stopping (one process only)",
     )
-    p.set_defaults(func=run, command_parser=p)
 
 
 def common_options(args: argparse.Namespace) -> dict[str, Any]:

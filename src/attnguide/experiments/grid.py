@@ -35,7 +35,8 @@ DEFAULT_SEEDS = (1, 2, 3, 4, 5)
 TRAINING_KEYS = ("epochs", "batch_size", "max_length", "lr")
 ADAPTER_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 """LoRA settings; a cell has them only where ``lora_r`` is given (else it fine-tunes every weight)."""
-DATA_KEYS = ("name", "train", "dev", "test", "format", "task", "metric", *Columns.names())
+DATA_KEYS = ("name", "train", "dev", "test", "format", "task", "metric", "train_options", *Columns.names())
+"""``train_options``: further ``attnguide train`` flags of the task (``[--encoder, bi]``), as a list."""
 
 
 def swept_guide_settings() -> list[GuideSetting]:
@@ -78,6 +79,7 @@ class DataSet:
     task: str | None
     metric: str
     columns: Columns = Columns()
+    train_options: tuple[str, ...] = ()
 
     @property
     def format_option(self) -> str:
@@ -129,7 +131,7 @@ class Cell:
     def train_args(self, output_dir: Path) -> list[str]:
         """The ``attnguide train`` arguments of this cell."""
         args = ["train", "--model", self.model, "--train", self.data.train, "--dev", self.data.dev]
-        args += self.data.data_args()
+        args += [*self.data.data_args(), *self.data.train_options]
         args += ["--guide", self.guide["guides"]]
         for key in guide_keys()[1:]:
             if key in self.guide:
@@ -464,7 +466,10 @@ def _datasets(source: _Source) -> list[DataSet]:
         entries = [{} for _ in range(count)]
         for key in given:
             value = source.values[key]
-            if isinstance(value, list):
+            paired = isinstance(value, list)
+            if key == "train_options":  # a list of flags for every data set; a list of lists pairs them
+                paired = paired and bool(value) and all(isinstance(v, list) for v in value)
+            if paired:
                 if len(value) != count:
                     raise source.error(
                         key, f"has {len(value)} values; train has {count} (paired by position)"
@@ -510,7 +515,23 @@ def _dataset(source: _Source, entry: dict[str, Any], key: str | None) -> DataSet
     name = entry.get("name")
     if name is not None and (not isinstance(name, str) or _shorten(name) != name):
         raise fail("name", f"expected a plain file-name-safe name, got {name!r}")
-    return DataSet(name or "", files["train"], files["dev"], files.get("test"), layout, task, metric, columns)
+    options = _train_options(entry.get("train_options", []), fail)
+    return DataSet(
+        name or "", files["train"], files["dev"], files.get("test"), layout, task, metric, columns, options
+    )
+
+
+def _train_options(value: Any, fail: Callable[[str, str], AttnguideError]) -> tuple[str, ...]:
+    """A data set's further ``train`` flags; those the grid sets itself (model, guides, seed, ...) refused."""
+    if not isinstance(value, list) or not all(isinstance(v, (str, int, float)) for v in value):
+        raise fail("train_options", f"expected a list of train flags and values, got {value!r}")
+    options = tuple(str(v) for v in value)
+    owned = {"--model", "--train", "--dev", "--test", "--guide", "--seed", "--output-dir", "--task"}
+    owned |= {"--" + k.replace("_", "-") for k in (*guide_keys()[1:], *TRAINING_KEYS, *ADAPTER_KEYS)}
+    taken = next((o for o in options if o.split("=", 1)[0] in owned), None)
+    if taken is not None:
+        raise fail("train_options", f"{taken} is set by the grid itself; use its grid key instead")
+    return options
 
 
 def _name_datasets(source: _Source, datasets: list[DataSet]) -> list[DataSet]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..errors import AttnguideError
 from .classification.task import CLASSIFICATION
+from .embedding.task import EMBEDDING
 from .protocol import Task
 from .ranking.task import RANKING
 from .regression.task import REGRESSION
@@ -39,5 +40,6 @@ register_task(CLASSIFICATION)
 register_task(RANKING)
 register_task(REGRESSION)
 register_task(TOKEN_CLASSIFICATION)
+register_task(EMBEDDING)
 
 __all__ = ["DEFAULT_TASK", "TASKS", "Task", "get_task", "register_task"]

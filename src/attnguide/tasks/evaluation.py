@@ -47,5 +47,6 @@ def eval_pass(
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         outputs = model(**inputs, output_attentions=True)
         counter.add(outputs.attentions, inputs)
-        yield outputs.logits.float(), batch
+        logits = getattr(outputs, "logits", None)  # an encoder without a head has none
+        yield (logits.float() if logits is not None else None), batch
     measures.update(counter.result())

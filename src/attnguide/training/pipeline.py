@@ -15,7 +15,7 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -28,7 +28,7 @@ from .. import __version__
 from ..capture.routes import model_shape
 from ..errors import AttnguideError
 from ..files import write_json
-from ..models import check_max_length, default_model_path, load_tokenizer
+from ..models import check_max_length, default_model_path, load_tokenizer, underlying_transformer
 from ..rundir import check_output_dir, fresh_partial, is_complete_run, partial_path, publish
 from .adapters import add_lora, parameter_counts
 from .callbacks import EpochToDataset, route_logs_to_stderr
@@ -49,6 +49,10 @@ class TrainSetup:
     eval_dataset: Any = None  # evaluated by the Trainer after every epoch
     compute_loss: Callable | None = None  # the Trainer's compute_loss_func (None: the model's own loss)
     arguments: dict[str, Any] = field(default_factory=dict)  # TrainingArguments overrides
+    arguments_class: type[TrainingArguments] = TrainingArguments
+    trainer: Callable[..., Any] | None = None
+    """Builds the Trainer from ``model``, ``args``, ``setup``, ``tokenizer`` and ``options``
+    (None: ``guided_trainer``); the Trainer says its capture in ``.capture``."""
 
 
 class TaskRun(Protocol):
@@ -82,6 +86,27 @@ class TaskRun(Protocol):
 
     def versions(self) -> dict[str, str]:
         """Versions of the libraries the task adds, for run.json."""
+
+
+def guided_trainer(
+    model: PreTrainedModel,
+    args: TrainingArguments,
+    setup: TrainSetup,
+    tokenizer: PreTrainedTokenizerBase,
+    options: TrainOptions,
+) -> GuidedTrainer:
+    """The Trainer of most tasks: ``GuidedTrainer`` on the task's data, collator and loss."""
+    return GuidedTrainer(
+        model=model,
+        args=args,
+        train_dataset=setup.dataset,
+        eval_dataset=setup.eval_dataset,
+        data_collator=setup.collator,
+        processing_class=tokenizer,
+        compute_loss_func=setup.compute_loss,
+        guide_config=options.guide,
+        nonfinite=options.nonfinite,
+    )
 
 
 def final_train_losses(log_history: list[dict]) -> dict[str, float]:
@@ -140,7 +165,7 @@ def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetu
     # without a GPU, --bf16 is CPU autocast, which the Trainer allows only when told it runs there
     on_cpu = _several_cpu_processes() or (options.bf16 and not torch.cuda.is_available())
     try:
-        return TrainingArguments(
+        return setup.arguments_class(
             output_dir=str(output_dir),
             num_train_epochs=options.epochs,
             per_device_train_batch_size=setup.batch_size,
@@ -167,9 +192,10 @@ def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetu
         raise AttnguideError(f"the Trainer refuses these settings: {str(error).splitlines()[0]}") from None
 
 
-def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
+def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] = ()) -> dict[str, float]:
     """Fine-tune, evaluate on the dev data, and write the run directory; returns the metrics.
 
+    ``callbacks`` are added to the Trainer (``attnguide tune`` reports each evaluation through one).
     Under torchrun/accelerate launch, the non-main processes return no metrics.
     """
     started = time.time()
@@ -185,9 +211,10 @@ def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
     model = task.load_model(model_name, labels)
     if options.lora_r is not None:
         model = add_lora(model, options, task.adapter_task_type)
-    check_max_length(model_name, model, tokenizer, options.max_length)
-    options.guide.layer_indices(model_shape(model)[0])  # a bad --layers fails before any work
-    setup = task.encode(tokenizer, model.config.label2id)
+    encoder = underlying_transformer(model)
+    check_max_length(model_name, encoder, tokenizer, options.max_length)
+    options.guide.layer_indices(model_shape(encoder)[0])  # a bad --layers fails before any work
+    setup = task.encode(tokenizer, encoder.config.label2id)
 
     partial = partial_path(output_dir)
     settings = options.settings()
@@ -199,18 +226,12 @@ def run_training(options: TrainOptions, task: TaskRun) -> dict[str, float]:
     processes.wait_for_everyone()
     if not processes.is_main_process and options.resume:
         resume_from = newest_complete_checkpoint(partial)
-    trainer = GuidedTrainer(
-        model=model,
-        args=args,
-        train_dataset=setup.dataset,
-        eval_dataset=setup.eval_dataset,
-        data_collator=setup.collator,
-        processing_class=tokenizer,
-        compute_loss_func=setup.compute_loss,
-        guide_config=options.guide,
-        nonfinite=options.nonfinite,
+    trainer = (setup.trainer or guided_trainer)(
+        model=model, args=args, setup=setup, tokenizer=tokenizer, options=options
     )
     route_logs_to_stderr(trainer)
+    for callback in callbacks:
+        trainer.add_callback(callback)
     if hasattr(setup.dataset, "set_epoch"):  # data drawn per epoch (listwise negatives)
         trainer.add_callback(EpochToDataset(setup.dataset))
     if processes.is_main_process and resume_from is None:  # written only once every check has passed

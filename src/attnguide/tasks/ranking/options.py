@@ -8,6 +8,9 @@ from ...errors import AttnguideError
 from ...training.options import TrainOptions
 from .data import RANKING_FORMATS
 
+ENCODERS = ("cross", "bi")
+"""A cross-encoder scores each (query, document) pair; a bi-encoder embeds each on its own."""
+
 RANKING_LOSSES = {
     "pointwise": "binary cross-entropy on pairs",
     "listwise": "softmax cross-entropy over one relevant and --negatives irrelevant documents of a query",
@@ -35,6 +38,7 @@ class RankingOptions(TrainOptions):
     docs: str | None = None
     train_run: str | None = None
     dev_run: str | None = None
+    encoder: str = "cross"
     ranking_loss: str = "pointwise"
     negatives: int = 7
     keep_unanswerable: bool = False
@@ -48,6 +52,13 @@ class RankingOptions(TrainOptions):
             raise AttnguideError(f"--ranking-format must be one of {', '.join(RANKING_FORMATS)}")
         if self.ranking_loss not in RANKING_LOSSES:
             raise AttnguideError(f"--ranking-loss must be one of {', '.join(RANKING_LOSSES)}")
+        if self.encoder not in ENCODERS:
+            raise AttnguideError(f"--encoder must be one of {', '.join(ENCODERS)}, got {self.encoder!r}")
+        if self.encoder == "bi" and (self.ranking_loss != "pointwise" or self.lora_r is not None):
+            raise AttnguideError(
+                "--encoder bi trains with the multiple-negatives ranking loss and every weight: "
+                "--ranking-loss and --lora-r are for the cross-encoder"
+            )
         if self.negatives < 1:
             raise AttnguideError(f"--negatives must be at least 1, got {self.negatives}")
         check_run_tag(self.run_tag)

@@ -19,6 +19,7 @@ from ...models import load_model
 from ...rundir import file_sha256
 from ...training.pipeline import TrainSetup, final_train_losses
 from . import losses
+from .bi_encoder import report_against_zero_shot, zero_shot_metrics
 from .data import RankingData, read_ranking
 from .encoding import encode_candidates
 from .evaluation import evaluate_ranking
@@ -66,6 +67,7 @@ class RankingRun:
         return ["relevance"]  # one output: the pair's score
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
+        self.model_name = name  # the starting model, measured zero-shot where it is a bi-encoder
         return load_model(name, labels)
 
     def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
@@ -128,6 +130,16 @@ class RankingRun:
             metrics.update(evaluation.metrics)
             write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
             write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
+            metrics.update(
+                zero_shot_metrics(
+                    self.model_name,
+                    dev_data,
+                    options.max_length,
+                    options.eval_batch_size,
+                    options.keep_unanswerable,
+                )
+            )
+            report_against_zero_shot(metrics)
         metrics.update(final_train_losses(log_history))
         return metrics
 

@@ -15,7 +15,7 @@ from ...training.options import TrainOptions
 from ..protocol import TaskOption
 from .data import RANKING_FORMATS
 from .metrics import MEASURES
-from .options import RANKING_LOSSES, RankingOptions, check_run_tag
+from .options import ENCODERS, RANKING_LOSSES, RankingOptions, check_run_tag
 
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
@@ -30,7 +30,7 @@ class RankingTask:
     """Reranking: (query, document) pairs scored by one output, trained pointwise or listwise."""
 
     name = "ranking"
-    help = "ranking: a cross-encoder reranker scored with MAP, MRR"
+    help = "a reranker (cross-encoder, or bi-encoder with --encoder bi) scored with MAP, MRR"
     metrics = MEASURES
     formats = RANKING_FORMATS
     format_option = "ranking_format"
@@ -55,6 +55,17 @@ class RankingTask:
             _TRAIN,
         ),
         TaskOption("--dev-run", {"help": "trec layout: candidate run of the dev queries to rerank"}, _TRAIN),
+        TaskOption(
+            "--encoder",
+            {
+                "default": "cross",
+                "choices": ENCODERS,
+                "help": "cross: a cross-encoder scores each (query, document) pair (default); bi: a "
+                "sentence-transformers bi-encoder embeds each and ranks by cosine, trained with the "
+                "multiple-negatives ranking loss, the query's irrelevant documents as hard negatives",
+            },
+            _TRAIN,
+        ),
         TaskOption(
             "--ranking-loss",
             {
@@ -97,6 +108,7 @@ class RankingTask:
             docs=args.docs,
             train_run=args.train_run,
             dev_run=args.dev_run,
+            encoder=args.encoder,
             ranking_loss=args.ranking_loss,
             negatives=args.negatives,
             keep_unanswerable=args.keep_unanswerable,
@@ -106,6 +118,10 @@ class RankingTask:
         return options
 
     def start(self, options: TrainOptions) -> TaskRun:
+        if options.encoder == "bi":
+            from .bi_run import BiEncoderRankingRun
+
+            return BiEncoderRankingRun(options)
         from .run import RankingRun
 
         return RankingRun(options)
@@ -115,8 +131,9 @@ class RankingTask:
 
         from ...files import check_output_files, predictions_path, write_json, write_jsonl, write_text
         from ...guiding.config import GuideConfig
-        from ...models import load_model, load_tokenizer
+        from ...models import load_model, load_sentence_transformer, load_tokenizer
         from ...rundir import read_run
+        from .bi_encoder import evaluate_bi_encoder, is_sentence_transformer
         from .data import read_ranking
         from .encoding import encode_candidates
         from .evaluation import evaluate_ranking
@@ -131,17 +148,23 @@ class RankingTask:
         check_output_files(outputs, inputs)
         data = read_ranking(args.data, args.ranking_format, args.queries, args.docs, args.run)
         tokenizer = load_tokenizer(args.model)
-        model = load_model(args.model)
-        if model.config.num_labels != 1:
-            raise AttnguideError(
-                f"{args.model}: a reranker has one output, this model has {model.config.num_labels} "
-                "(train one with attnguide train --task ranking)"
-            )
-        encoded = encode_candidates(data, tokenizer, args.max_length)
         guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
-        evaluation = evaluate_ranking(
-            model, tokenizer, data, encoded, guide, args.batch_size, args.keep_unanswerable
-        )
+        if is_sentence_transformer(args.model):  # a bi-encoder: trained with --encoder bi, or zero-shot
+            model = load_sentence_transformer(args.model, args.max_length)
+            evaluation = evaluate_bi_encoder(
+                model, tokenizer, data, args.max_length, guide, args.batch_size, args.keep_unanswerable
+            )
+        else:
+            model = load_model(args.model)
+            if model.config.num_labels != 1:
+                raise AttnguideError(
+                    f"{args.model}: a reranker has one output, this model has {model.config.num_labels} "
+                    "(train one with attnguide train --task ranking)"
+                )
+            encoded = encode_candidates(data, tokenizer, args.max_length)
+            evaluation = evaluate_ranking(
+                model, tokenizer, data, encoded, guide, args.batch_size, args.keep_unanswerable
+            )
         write_jsonl(output, prediction_rows(data, evaluation.run))
         write_json(metrics, evaluation.metrics)
         write_text(output_run, trec_run_text(evaluation.run, args.run_tag))

@@ -24,10 +24,24 @@ if TYPE_CHECKING:
 logger = logging.getLogger("attnguide")
 
 
-def _label_range(args: argparse.Namespace) -> tuple[float, float] | None:
+def label_range_of(args: argparse.Namespace) -> tuple[float, float] | None:
+    """``--label-range`` as a checked (low, high), or None."""
     label_range = tuple(args.label_range) if args.label_range is not None else None
     check_label_range(label_range)
     return label_range
+
+
+LABEL_RANGE = TaskOption(
+    "--label-range",
+    {
+        "type": float,
+        "nargs": 2,
+        "metavar": ("LOW", "HIGH"),
+        "help": "the scores' bounds: train on scores scaled to 0-1 and refuse scores outside "
+        "(with eval: default the range the model was trained with)",
+    },
+)
+"""``--label-range``, shared by the tasks that read scores."""
 
 
 class RegressionTask:
@@ -39,22 +53,11 @@ class RegressionTask:
     formats = SCORE_FORMATS
     format_option = "format"
     takes_columns = True
-    options = (
-        TaskOption(
-            "--label-range",
-            {
-                "type": float,
-                "nargs": 2,
-                "metavar": ("LOW", "HIGH"),
-                "help": "the scores' bounds: train on scores scaled to 0-1 and refuse scores outside "
-                "(with eval: default the range the model was trained with)",
-            },
-        ),
-    )
+    options = (LABEL_RANGE,)
 
     def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> RegressionOptions:
         return RegressionOptions(
-            **common, format=args.format, columns=Columns.from_args(args), label_range=_label_range(args)
+            **common, format=args.format, columns=Columns.from_args(args), label_range=label_range_of(args)
         )
 
     def start(self, options: TrainOptions) -> TaskRun:
@@ -74,7 +77,7 @@ class RegressionTask:
         metrics = output.with_suffix(".metrics.json")
         check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
         trained = (read_run(args.model) or {}).get("options", {})
-        label_range = _label_range(args) or (
+        label_range = label_range_of(args) or (
             tuple(trained["label_range"]) if trained.get("label_range") else None
         )
         data = read_scored(args.data, args.format, Columns.from_args(args), label_range)

@@ -1,0 +1,148 @@
+"""``attnguide tune``: search the guiding settings on dev with Optuna, confirm the best over fresh
+seeds, and say whether guiding helps (``experiments.tune``). Every option of ``train`` is taken and
+passed on to each trial's run."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+from pathlib import Path
+from typing import Any
+
+from ..errors import AttnguideError
+from ..guiding.registry import guide_settings
+from ..rundir import file_sha256
+from . import evaluate
+from .common import chosen_task, quiet_libraries
+from .train import add_train_arguments, common_options
+
+PRUNERS = ("median", "halving", "none")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "tune",
+        help="search the guiding settings on dev (Optuna), confirm the best over fresh seeds, give a verdict",
+        description="Every train option is taken and passed on to each trial; the guide options are what "
+        "the study searches (see --space).",
+    )
+    add_train_arguments(p, output_help="the study's directory: its trials, confirmation runs and report")
+    s = p.add_argument_group("tuning")
+    s.add_argument(
+        "--trials", type=int, required=True, help="trials in the study, trial 0 the unguided baseline"
+    )
+    s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    s.add_argument(
+        "--space", help="YAML file narrowing or widening the search space (keys: guides, mdg_weight, ...)"
+    )
+    s.add_argument(
+        "--pruner",
+        default="median",
+        choices=PRUNERS,
+        help="stop hopeless trials after an epoch (default: median)",
+    )
+    s.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by several workers, e.g. postgresql://user@host/db "
+        "(default: a journal file in --output-dir)",
+    )
+    s.add_argument(
+        "--study-name", default="attnguide", help="the study's name in the storage (default: attnguide)"
+    )
+    s.add_argument(
+        "--seeds",
+        type=int,
+        default=3,
+        help="fresh seeds that confirm the best setting against the baseline (default: 3)",
+    )
+    s.add_argument("--test", help="test file: the confirmed best and the baseline are evaluated on it once")
+    s.add_argument("--metric", help="dev metric to maximise (default: the task's first, e.g. accuracy)")
+    s.add_argument("--no-confirm", action="store_true", help="stop after the search")
+    p.set_defaults(func=run, command_parser=p)
+
+
+def run(args: argparse.Namespace) -> int:
+    task = chosen_task(args)
+    metric = args.metric or task.metrics[0]
+    if metric not in task.metrics:
+        raise AttnguideError(
+            f"--metric: expected one of {', '.join(task.metrics)} (higher is better), got {metric!r}"
+        )
+    if args.trials < 1 or args.seeds < 2:
+        raise AttnguideError(
+            "--trials must be at least 1 and --seeds at least 2 (a paired comparison needs two)"
+        )
+    if args.dev is None and args.dev_split is None:
+        raise AttnguideError("tune chooses on dev: give --dev FILE (or --dev-split)")
+    from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
+    from ..models import model_layers
+
+    space = SearchSpace.from_file(args.space)
+    output_dir = Path(args.output_dir)
+
+    def trial_options(guide: dict[str, Any], seed: int, folder: Path) -> Any:
+        trial = copy.copy(args)
+        trial.guide = guide["guides"]
+        trial.layers = guide.get("layers", args.layers)
+        trial.scope = guide.get("scope", args.scope)
+        trial.guide_warmup_steps = guide.get("warmup_steps", args.guide_warmup_steps)
+        for setting in guide_settings():
+            setattr(trial, setting.name, guide.get(setting.name, getattr(args, setting.name)))
+        trial.seed, trial.output_dir, trial.resume, trial.overwrite = seed, str(folder), True, False
+        return task.train_options(trial, common_options(trial))
+
+    base = trial_options({"guides": "none"}, args.seed, output_dir / "trials" / "identity").settings()
+    space = space.fitted_to(model_layers(base["model"]))
+    identity = {
+        "task": task.name,
+        "metric": metric,
+        "settings": {k: v for k, v in base.items() if k != "guide"},
+        **{
+            f"{split}_sha256": file_sha256(path)
+            for split, path in (("train", args.train), ("dev", args.dev))
+            if path
+        },
+    }
+    settings = TuneSettings(
+        output_dir=output_dir,
+        trials=args.trials,
+        metric=metric,
+        identity=identity,
+        timeout=args.timeout,
+        pruner=args.pruner,
+        storage=args.storage,
+        study_name=args.study_name,
+        seeds=tuple(range(args.seed + 1, args.seed + 1 + args.seeds)),
+        space=space,
+    )
+    quiet_libraries()
+    study = run_study(settings, task, trial_options)
+    best = best_trial(study)
+    unfinished = [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
+    confirmation = None
+    if best is not None and not args.no_confirm and not unfinished:
+        evaluate_test = _test_evaluator(args, task) if args.test else None
+        confirmation = confirm(settings, task, trial_options, best.user_attrs["guide"], evaluate_test)
+    elif unfinished:
+        print(
+            f"{len(unfinished)} trials still run or wait (other workers, --timeout): confirmation comes later"
+        )
+    verdict = write_results(settings, study, confirmation)
+    print(f"{verdict}\nreport: {output_dir / 'report.md'}")
+    return 0
+
+
+def _test_evaluator(args: argparse.Namespace, task: Any):
+    """Evaluates a run directory on ``--test`` as ``attnguide eval`` would, with this command's data
+    options."""
+    parser = argparse.ArgumentParser()
+    evaluate.add_parser(parser.add_subparsers(dest="command"))
+    defaults = vars(parser.parse_args(["eval", "--model", "-", "--data", "-"]))
+
+    def evaluate_test(run_dir: Path, output: Path) -> dict[str, float]:
+        chosen = {k: getattr(args, k, v) for k, v in defaults.items()}
+        chosen.update(model=str(run_dir), data=args.test, output=str(output.with_suffix(".jsonl")))
+        chosen.update(batch_size=args.eval_batch_size, task=task.name)
+        return task.evaluate_file(argparse.Namespace(**chosen))
+
+    return evaluate_test

@@ -1,0 +1,647 @@
+"""``attnguide tune``: an Optuna study over the guiding settings, confirmed over fresh seeds.
+
+The study searches which guides to add, their weights (log scales), MDG's temperature, the guided
+layers and the weights' warm-up (``SearchSpace``; a YAML file narrows or widens it). Trial 0 is
+always the unguided baseline. Each trial is one training run on the same training settings and
+seed; after each evaluation on dev it reports the task's metric, and a pruner (median or
+successive halving) stops trials that cannot catch up. The study lives in an Optuna storage: by
+default a journal file in the output directory, so that the same command run again continues it,
+or any database Optuna supports (``--storage``), which several workers share. Trials are created
+once, when the study is, so that workers together run exactly the number asked for and none twice;
+a trial whose worker died (on this machine) is marked failed and run again.
+
+After the search, the best setting on dev and the baseline are trained again with fresh seeds and
+compared with ``compare``'s paired statistics and verdict rule; only then, where a test file is
+given, both are evaluated on it once.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import socket
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import AttnguideError, DataError
+from ..files import write_json, write_text
+from ..guiding.config import SCOPES, parse_guides, parse_layers
+from ..guiding.registry import guide_settings, setting_owner
+from ..rundir import is_complete_run
+from .stats import METHODS, paired_difference, summarize
+
+logger = logging.getLogger("attnguide")
+
+GENERAL = ("guides", "layers", "scope", "guide_warmup_steps")
+DEFAULT_SPACE: dict[str, Any] = {
+    "guides": ["mdg", "pdg", "mdg+pdg"],
+    "mdg_weight": {"low": 1e-4, "high": 1e-1, "log": True},
+    "pdg_weight": {"low": 1e-5, "high": 3e-3, "log": True},
+    "temperature": {"low": 0.5, "high": 8.0, "log": True},
+    "layers": ["all", "last:2", "last:4"],
+    "guide_warmup_steps": [0, 100],
+}
+"""The default search space. PDG's range stops at three times its default weight, where the SICK
+grids of docs/RESULTS.md already lose points; another registered guide's weight, where the guides
+name it, ranges from a hundredth to ten times its default."""
+
+
+@dataclass(frozen=True)
+class Range:
+    """A float parameter drawn from [low, high], on a log scale where ``log``."""
+
+    low: float
+    high: float
+    log: bool = True
+
+
+@dataclass
+class SearchSpace:
+    """Categorical parameters (a list of choices), float ranges, and fixed values, by name."""
+
+    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    source: str = "the default space"
+    given: frozenset[str] = frozenset()  # the parameters the space file set
+
+    @classmethod
+    def from_file(cls, path: str | Path | None) -> SearchSpace:
+        """The default space with the keys of a YAML file replacing the defaults of the same name."""
+        space: dict[str, Any] = dict(DEFAULT_SPACE)
+        if path is not None:
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+            except OSError as error:
+                raise DataError(path, f"cannot read the search space ({error.strerror or error})") from None
+            except yaml.YAMLError as error:
+                raise DataError(path, f"not valid YAML: {str(error).splitlines()[0]}") from None
+            if not isinstance(loaded, dict):
+                raise DataError(path, "expected a mapping of parameters such as guides, mdg_weight, layers")
+            space.update(loaded)
+        source = str(path) if path else "the default space"
+        return cls(_checked(space, source), source, frozenset(loaded) if path else frozenset())
+
+    def fitted_to(self, num_layers: int) -> SearchSpace:
+        """The space for a model with ``num_layers`` layers: layer choices it does not have are
+        dropped from the default space (``last:4`` of a 2-layer model) and refused from a file."""
+        kept = [c for c in self.params.get("layers", ["all"]) if _fits(c, num_layers)]
+        if len(kept) < len(self.params.get("layers", ["all"])) and "layers" in self.given:
+            wrong = next(c for c in self.params["layers"] if c not in kept)
+            raise AttnguideError(f"{self.source}: layers: the model has {num_layers} layers (got {wrong!r})")
+        return SearchSpace({**self.params, "layers": kept or ["all"]}, self.source, self.given)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v.__dict__ if isinstance(v, Range) else v for k, v in self.params.items()}
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """A trial's guide settings: the guides, then only the settings those guides use."""
+        guides = self._choose(trial, "guides")
+        names = parse_guides(guides)
+        settings: dict[str, Any] = {"guides": guides}
+        for setting in guide_settings():
+            owner = setting_owner(setting.name)
+            if setting.minimum is not None and owner.name in names:
+                settings[setting.name] = self._choose(trial, setting.name, _default_range(setting.name))
+        settings["layers"] = self._choose(trial, "layers", "all")
+        settings["scope"] = self._choose(trial, "scope", "joint")
+        settings["warmup_steps"] = int(self._choose(trial, "guide_warmup_steps", 0))
+        return settings
+
+    def _choose(self, trial: Any, name: str, default: Any = None) -> Any:
+        value = self.params.get(name, default)
+        if isinstance(value, Range):
+            return trial.suggest_float(name, value.low, value.high, log=value.log)
+        if isinstance(value, list):
+            return trial.suggest_categorical(name, value) if len(value) > 1 else value[0]
+        return value
+
+
+def _fits(choice: Any, num_layers: int) -> bool:
+    """Whether a layer selection names layers a model of ``num_layers`` has (``last:L`` is ``all``)."""
+    spec = parse_layers(str(choice))
+    if spec == "all":
+        return True
+    if isinstance(spec, str):
+        return int(spec.split(":")[1]) < num_layers
+    return all(-num_layers <= i < num_layers for i in spec)
+
+
+def _default_range(name: str) -> Range:
+    default = next(s.default for s in guide_settings() if s.name == name)
+    return Range(default / 100, default * 10)
+
+
+def _checked(space: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The space with its ranges as ``Range``; an unknown parameter or an empty range is an error."""
+    numeric = {s.name: s for s in guide_settings() if s.minimum is not None}
+    known = (*GENERAL, *numeric)
+    checked: dict[str, Any] = {}
+    for name, value in space.items():
+        if name not in known:
+            raise AttnguideError(f"{source}: unknown parameter {name!r}; expected one of {', '.join(known)}")
+        if isinstance(value, dict):
+            if (
+                name not in numeric
+                or set(value) - {"low", "high", "log"}
+                or not {"low", "high"} <= set(value)
+            ):
+                raise AttnguideError(f"{source}: {name}: expected a list of choices or {{low, high[, log]}}")
+            low, high, log = value["low"], value["high"], value.get("log", True)
+            if not all(isinstance(v, (int, float)) for v in (low, high)) or not low < high:
+                raise AttnguideError(
+                    f"{source}: {name}: empty range: low {low!r} must be below high {high!r}"
+                )
+            if log and low <= 0:
+                raise AttnguideError(f"{source}: {name}: a log range needs low > 0, got {low!r}")
+            numeric[name].convert(float(low))
+            checked[name] = Range(float(low), float(high), bool(log))
+            continue
+        choices = value if isinstance(value, list) else [value]
+        if not choices:
+            raise AttnguideError(f"{source}: {name}: empty list of choices")
+        for choice in choices:
+            _check_choice(source, name, choice, numeric)
+        checked[name] = choices
+    return checked
+
+
+def _check_choice(source: str, name: str, choice: Any, numeric: dict) -> None:
+    try:
+        if name == "guides":
+            if not parse_guides(str(choice)):
+                raise AttnguideError("'none' is the baseline, trial 0, and not a choice of the search")
+        elif name == "layers":
+            parse_layers(str(choice))
+        elif name == "scope":
+            if choice not in SCOPES:
+                raise AttnguideError(f"expected one of {', '.join(SCOPES)}")
+        elif name == "guide_warmup_steps":
+            if not isinstance(choice, int) or choice < 0:
+                raise AttnguideError("expected whole numbers >= 0")
+        else:
+            numeric[name].convert(choice)
+    except AttnguideError as error:
+        raise AttnguideError(f"{source}: {name}: {error} (got {choice!r})") from None
+
+
+@dataclass
+class TuneSettings:
+    """What a study is: where it lives, how many trials, the metric, and what it must match when
+    continued (``identity``: the task, the data's hashes and the training settings)."""
+
+    output_dir: Path
+    trials: int
+    metric: str
+    identity: dict[str, Any]
+    timeout: float | None = None
+    pruner: str = "median"
+    storage: str | None = None
+    study_name: str = "attnguide"
+    seeds: tuple[int, ...] = (1, 2, 3)
+    space: SearchSpace = field(default_factory=SearchSpace)
+
+
+def report_evaluation(trial: Any, task_run: Any, metric: str) -> Any:
+    """A Trainer callback: after each evaluation of a trial's run, measure the task's metric on dev,
+    report it to the trial and stop the run if the pruner says so (``optuna.TrialPruned``)."""
+    import optuna
+    from transformers import TrainerCallback
+
+    from ..models import underlying_transformer
+
+    class ReportEvaluation(TrainerCallback):
+        def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
+            encoder = underlying_transformer(model)
+            kernel = encoder.config._attn_implementation
+            with tempfile.TemporaryDirectory() as scratch:
+                value = task_run.evaluate(model, processing_class, state.log_history, Path(scratch))[metric]
+            encoder.set_attn_implementation(kernel)  # the evaluation took the eager kernel; training goes on
+            model.train()
+            epoch = round(state.epoch or 0)
+            trial.report(value, epoch)
+            trial.set_user_attr(f"dev_{metric}_epoch{epoch}", value)
+            if trial.should_prune():
+                trial.set_user_attr("reason", f"pruned after epoch {epoch}: dev {metric} {value:.4f}")
+                raise optuna.TrialPruned()
+
+    return ReportEvaluation()
+
+
+def open_study(settings: TuneSettings) -> Any:
+    """The study of ``settings``: created with its trials (trial 0 the baseline), or loaded and
+    checked against this command's task, data and training settings."""
+    import optuna
+
+    pruner = {
+        "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
+        "halving": optuna.pruners.SuccessiveHalvingPruner(),
+        "none": optuna.pruners.NopPruner(),
+    }[settings.pruner]
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _storage(settings)
+    kwargs = {"storage": storage, "study_name": settings.study_name, "pruner": pruner}
+    try:
+        if settings.study_name in optuna.study.get_all_study_names(storage):
+            raise optuna.exceptions.DuplicatedStudyError(settings.study_name)
+        study = optuna.create_study(
+            **kwargs, direction="maximize", sampler=optuna.samplers.TPESampler(seed=0)
+        )
+    except optuna.exceptions.DuplicatedStudyError:  # an existing study, or one another worker just made
+        # another worker's sampler: its own seed, so that workers do not draw the same settings
+        study = optuna.load_study(**kwargs, sampler=optuna.samplers.TPESampler(seed=os.getpid()))
+        _check_identity(study, settings)
+        return study
+    study.set_user_attr("identity", settings.identity)
+    study.set_user_attr("space", settings.space.to_dict())
+    study.enqueue_trial({}, user_attrs={"baseline": True})
+    for _ in range(settings.trials - 1):
+        study.enqueue_trial({})
+    study.set_user_attr("ready", True)
+    return study
+
+
+def _storage(settings: TuneSettings) -> Any:
+    import optuna
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    if settings.storage is None:
+        settings.output_dir.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(settings.output_dir / "study.journal")))
+    try:
+        return optuna.storages.RDBStorage(settings.storage)
+    except Exception as error:  # the database's own errors: any of them means no study
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise AttnguideError(f"--storage {settings.storage}: cannot open the study ({reason})") from None
+
+
+def _check_identity(study: Any, settings: TuneSettings) -> None:
+    deadline = time.monotonic() + 120
+    while not study.user_attrs.get("ready"):  # another worker is creating the study's trials
+        if time.monotonic() > deadline:
+            raise AttnguideError(f"study {settings.study_name!r}: was never made ready; start a new one")
+        time.sleep(0.5)
+    saved = study.user_attrs.get("identity", {})
+    for key in sorted(set(saved) | set(settings.identity)):
+        if saved.get(key) != settings.identity.get(key):
+            raise AttnguideError(
+                f"study {settings.study_name!r}: its {key} differs from this command's "
+                f"({saved.get(key)!r} there, {settings.identity.get(key)!r} here); use another --output-dir "
+                "or --study-name"
+            )
+
+
+def _worker() -> dict[str, Any]:
+    from .runner import _process_state
+
+    state = _process_state(os.getpid())
+    return {"host": socket.gethostname(), "pid": os.getpid(), "started": state and state[1]}
+
+
+def fail_abandoned_trials(study: Any) -> int:
+    """Mark failed, and enqueue again, the running trials whose worker on this machine is gone."""
+    import optuna
+
+    from .runner import _running
+
+    here = socket.gethostname()
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker", {})
+        if worker.get("host") == here and not _running(worker.get("pid", -1), worker.get("started")):
+            optuna.Trial(study, trial._trial_id).set_user_attr("reason", "its worker stopped: run again")
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            attrs = {k: v for k, v in trial.user_attrs.items() if k in ("baseline",)}
+            study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+            failed += 1
+    return failed
+
+
+TrialOptions = Callable[[dict[str, Any], int, Path], Any]
+"""Makes a trial's ``TrainOptions`` from its guide settings, seed and run directory."""
+
+
+def run_study(settings: TuneSettings, task: Any, trial_options: TrialOptions) -> Any:
+    """Run the study's waiting trials until none is left (or ``timeout`` passes); returns the study."""
+    import optuna
+    from tqdm import tqdm
+
+    from ..training.pipeline import run_training
+
+    study = open_study(settings)
+    if fail_abandoned_trials(study):
+        logger.warning("trials whose worker stopped were marked failed and will run again")
+    started = time.monotonic()
+    seed = settings.identity.get("seed", 42)
+    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False) if t.state.name != "FAIL")
+    bar = tqdm(
+        total=settings.trials, initial=done, unit="trial", disable=not logger.isEnabledFor(logging.INFO)
+    )
+    while settings.timeout is None or time.monotonic() - started < settings.timeout:
+        trial_id = study._pop_waiting_trial_id()  # atomic in every storage: no trial runs twice
+        if trial_id is None:
+            break
+        trial = optuna.Trial(study, trial_id)
+        trial.set_user_attr("worker", _worker())
+        baseline = trial.user_attrs.get("baseline", False)
+        guide = {"guides": "none"} if baseline else settings.space.suggest(trial)
+        trial.set_user_attr("guide", guide)
+        options = trial_options(guide, seed, settings.output_dir / "trials" / f"trial-{trial.number}")
+        run = task.start(options)
+        try:
+            metrics = run_training(options, run, callbacks=[report_evaluation(trial, run, settings.metric)])
+            value = float(metrics[settings.metric])
+        except optuna.TrialPruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            _summary(trial.number, "pruned", trial.user_attrs.get("reason", ""))
+        except (AttnguideError, KeyError, ValueError, RuntimeError) as error:
+            trial.set_user_attr("reason", str(error).splitlines()[0] if str(error) else type(error).__name__)
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            _summary(trial.number, "failed", trial.user_attrs["reason"])
+        else:
+            study.tell(trial, value)
+            _summary(trial.number, f"dev {settings.metric} {value:.4f}", _describe(guide))
+        bar.update(1)
+    bar.close()
+    return study
+
+
+def _summary(number: int, outcome: str, detail: str) -> None:
+    logger.warning("trial %d: %s; %s", number, outcome, detail) if "fail" in outcome else logger.info(
+        "trial %d: %s; %s", number, outcome, detail
+    )
+
+
+def _describe(guide: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in guide.items())
+
+
+def best_trial(study: Any) -> Any:
+    """The completed guided trial with the highest dev metric (None if there is none)."""
+    import optuna
+
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if not t.user_attrs.get("baseline")
+    ]
+    return max(complete, key=lambda t: t.value, default=None)
+
+
+Evaluate = Callable[[Path, Path], dict[str, float]]
+"""Evaluates a run directory on the test file, writing predictions to the given path."""
+
+
+def confirm(
+    settings: TuneSettings,
+    task: Any,
+    trial_options: TrialOptions,
+    guide: dict[str, Any],
+    evaluate_test: Evaluate | None = None,
+) -> dict[str, Any]:
+    """Train the best setting and the baseline with ``settings.seeds`` and compare them seed by seed
+    (``stats.paired_difference``: the verdict rule of ``compare``); then, with a test file, evaluate
+    both once. Finished runs are kept, so an interrupted confirmation continues."""
+    from ..training.pipeline import run_training
+
+    values: dict[str, dict[int, float]] = {}
+    runs: dict[str, dict[int, Path]] = {}
+    for name, setting in (("baseline", {"guides": "none"}), ("best", guide)):
+        for seed in settings.seeds:
+            folder = settings.output_dir / "confirm" / name / f"seed{seed}"
+            options = trial_options(setting, seed, folder)
+            if is_complete_run(folder):
+                metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+            else:
+                metrics = run_training(options, task.start(options))
+            values.setdefault(name, {})[seed] = float(metrics[settings.metric])
+            runs.setdefault(name, {})[seed] = folder
+            logger.info(
+                "confirmation, %s, seed %d: dev %s %.4f", name, seed, settings.metric, values[name][seed]
+            )
+    result: dict[str, Any] = {
+        "dev": {name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in values.items()},
+        "paired": asdict(paired_difference(values["best"], values["baseline"])),
+    }
+    if evaluate_test is not None:
+        test: dict[str, dict[int, float]] = {}
+        for name, seeds in runs.items():
+            for seed, folder in seeds.items():
+                kept = settings.output_dir / "test" / name / f"seed{seed}.metrics.json"
+                if not kept.is_file():
+                    write_json(kept, evaluate_test(folder, kept.with_name(f"seed{seed}.predictions")))
+                metrics = json.loads(kept.read_text(encoding="utf-8"))
+                test.setdefault(name, {})[seed] = float(metrics[settings.metric])
+        result["test"] = {
+            name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in test.items()
+        }
+        result["test_paired"] = asdict(paired_difference(test["best"], test["baseline"]))
+    return result
+
+
+def write_results(settings: TuneSettings, study: Any, confirmation: dict[str, Any] | None) -> str:
+    """``trials.csv``, ``results.json``, the figures and ``report.md`` in the output directory; returns
+    the verdict line."""
+    out = settings.output_dir
+    trials = study.get_trials(deepcopy=False)
+    rows = [_trial_row(t, settings.metric) for t in trials]
+    buffer = io.StringIO()
+    keys = {key for row in rows for key in row}
+    names = [*(k for k in _FIRST if k in keys), *sorted(keys - set(_FIRST))]
+    writer = csv.DictWriter(buffer, names, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "trials.csv", buffer.getvalue())
+    best = best_trial(study)
+    baseline = next((t for t in trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"), None)
+    verdict = _verdict(confirmation, settings.metric)
+    figures = _figures(study, out / "figures", settings.metric)
+    write_json(
+        out / "results.json",
+        {
+            "study": settings.study_name,
+            "metric": settings.metric,
+            "identity": settings.identity,
+            "space": settings.space.to_dict(),
+            "trials": rows,
+            "baseline_trial": _trial_row(baseline, settings.metric) if baseline else None,
+            "best_trial": _trial_row(best, settings.metric) if best else None,
+            "confirmation": confirmation,
+            "verdict": verdict,
+            "method": METHODS,
+        },
+    )
+    write_text(out / "report.md", _report(settings, rows, best, baseline, confirmation, verdict, figures))
+    return verdict
+
+
+_FIRST = ("trial", "state", "value", "baseline", "guides", "reason")
+
+
+def _trial_row(trial: Any, metric: str) -> dict[str, Any]:
+    guide = trial.user_attrs.get("guide", {})
+    return {
+        "trial": trial.number,
+        "state": trial.state.name.lower(),
+        "value": trial.value,
+        "baseline": bool(trial.user_attrs.get("baseline")),
+        **guide,
+        "reason": trial.user_attrs.get("reason", ""),
+        "seconds": round(trial.duration.total_seconds(), 1) if trial.duration else None,
+        **{k: v for k, v in trial.user_attrs.items() if k.startswith(f"dev_{metric}_epoch")},
+    }
+
+
+def _verdict(confirmation: dict[str, Any] | None, metric: str) -> str:
+    if confirmation is None:
+        return "no confirmation: no guided trial finished"
+    paired = confirmation["paired"]
+    seeds = paired["n"]
+    diff = paired["mean_diff"]
+    shown = f"{diff:+.4f}" if isinstance(diff, float) else "–"
+    return (
+        f"{paired['verdict']}: the best setting against the unguided baseline over {seeds} fresh seeds, "
+        f"mean difference in dev {metric} {shown} (95% bootstrap interval "
+        f"[{_n(paired['ci_low'])}, {_n(paired['ci_high'])}], paired t-test p {_n(paired['t_p'], '.3g')})"
+    )
+
+
+def _n(value: Any, spec: str = "+.4f") -> str:
+    return format(value, spec) if isinstance(value, (int, float)) and math.isfinite(value) else "–"
+
+
+def _figures(study: Any, folder: Path, metric: str) -> list[str]:
+    """Optimisation history, parameter importances and the metric against each weight, as PNGs
+    drawn by Optuna's matplotlib visualisations; a figure Optuna cannot draw yet is left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import optuna.visualization.matplotlib as views
+
+    from ..files import atomic_path
+
+    drawn = []
+    weights = sorted({p for t in study.get_trials(deepcopy=False) for p in t.params if p.endswith("_weight")})
+    plots = {
+        "history.png": lambda: views.plot_optimization_history(study, target_name=f"dev {metric}"),
+        "importances.png": lambda: views.plot_param_importances(study),
+        **(
+            {"weights.png": lambda: views.plot_slice(study, params=weights, target_name=f"dev {metric}")}
+            if weights
+            else {}
+        ),
+    }
+    for name, plot in plots.items():
+        try:
+            with warnings.catch_warnings():  # Optuna's notes on its experimental plots and few trials
+                warnings.simplefilter("ignore")
+                axes = plot()
+        except (ValueError, RuntimeError) as error:  # too few finished trials for this figure
+            logger.info("figure %s left out: %s", name, str(error).splitlines()[0])
+            continue
+        figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        figure.set_size_inches(max(6.0, 3.2 * len(weights)) if name == "weights.png" else 7.0, 4.5)
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(folder / name) as tmp:
+            figure.savefig(tmp, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        drawn.append(name)
+    return drawn
+
+
+def _report(
+    settings: TuneSettings,
+    rows: list[dict[str, Any]],
+    best: Any,
+    baseline: Any,
+    confirmation: dict[str, Any] | None,
+    verdict: str,
+    figures: list[str],
+) -> str:
+    metric = settings.metric
+    counts = {
+        state: sum(r["state"] == state for r in rows) for state in ("complete", "pruned", "fail", "running")
+    }
+    lines = [
+        f"# attnguide tune: {settings.study_name}",
+        "",
+        f"{len(rows)} trials: {counts['complete']} complete, {counts['pruned']} pruned, "
+        f"{counts['fail']} failed, {counts['running']} running; dev {metric}, higher is better; trial 0 is "
+        "the unguided baseline.",
+        "",
+        f"**Verdict:** {verdict}.",
+        "",
+        "## The search",
+        "",
+        f"Baseline (trial 0): {_n(baseline.value, '.4f') if baseline else 'not finished'}.",
+        _best_line(best),
+        "",
+        "| trial | state | dev " + metric + " | settings | note |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for row in rows:
+        setting = {
+            k: v for k, v in row.items() if k not in _FIRST and k != "seconds" and not k.startswith("dev_")
+        }
+        described = "baseline" if row["baseline"] else _describe({"guides": row.get("guides"), **setting})
+        lines.append(
+            f"| {row['trial']} | {row['state']} | {_n(row['value'], '.4f')} | {described} | {row['reason']} |"
+        )
+    if confirmation is not None:
+        lines += [
+            "",
+            f"## Confirmation over {len(settings.seeds)} fresh seeds ({', '.join(map(str, settings.seeds))})",
+            "",
+        ]
+        lines += _confirmation_table(confirmation, "dev")
+        if "test" in confirmation:
+            lines += ["", "Test, evaluated once after the choice on dev:", ""]
+            lines += _confirmation_table(confirmation, "test")
+    lines += [
+        "",
+        "## Figures",
+        "",
+        *(f"![{name}](figures/{name})\n" for name in figures),
+        "## Method",
+        "",
+        METHODS,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _best_line(best: Any) -> str:
+    if best is None:
+        return "Best guided trial: none finished."
+    setting = _describe(best.user_attrs["guide"])
+    return f"Best guided trial: trial {best.number}, {_n(best.value, '.4f')}, with {setting}."
+
+
+def _confirmation_table(confirmation: dict[str, Any], split: str) -> list[str]:
+    paired = confirmation["paired" if split == "dev" else "test_paired"]
+    rows = [
+        "| setting | values by seed | mean ± std | Δ vs baseline | Δ 95% CI | t-test p | verdict |",
+        "|" + " --- |" * 7,
+    ]
+    for name, summary in confirmation[split].items():
+        values = ", ".join(f"{v:.4f}" for v in summary["values"].values())
+        spread = f"{_n(summary['mean'], '.4f')} ± {_n(summary['std'], '.4f')}"
+        if name == "baseline":
+            rows.append(f"| {name} | {values} | {spread} | | | | |")
+        else:
+            interval = f"[{_n(paired['ci_low'])}, {_n(paired['ci_high'])}]"
+            diff, p_value = _n(paired["mean_diff"]), _n(paired["t_p"], ".3g")
+            rows.append(
+                f"| {name} | {values} | {spread} | {diff} | {interval} | {p_value} | {paired['verdict']} |"
+            )
+    return rows

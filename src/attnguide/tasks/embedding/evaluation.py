@@ -1,0 +1,88 @@
+"""Evaluating an embedding model on pairs with a score: the Spearman and Pearson correlations of
+their cosine similarities with the scores (sentence-transformers' embedding-similarity evaluator),
+and the attention measures of its transformer over the same sentences."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ...guiding.config import GuideConfig
+from ...models import underlying_transformer
+from ..evaluation import eval_pass
+from ..regression.data import ScoredPairs
+
+
+@dataclass
+class EmbeddingEvaluation:
+    """The cosine similarity of every pair and the metrics."""
+
+    cosines: list[float]
+    metrics: dict[str, float]
+
+
+def similarity_metrics(model: nn.Module, data: ScoredPairs, batch_size: int = 64) -> tuple[dict, list[float]]:
+    """``spearman`` and ``pearson`` of the cosine similarities (the library's evaluator), and the
+    cosine of every pair."""
+    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
+
+    pairs = data.pairs
+    evaluator = EmbeddingSimilarityEvaluator(
+        pairs.text_a,
+        pairs.text_b,
+        data.scores,
+        batch_size=batch_size,
+        similarity_fn_names=["cosine"],
+        write_csv=False,
+    )
+    results = evaluator(model)
+    first = model.encode(
+        pairs.text_a, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
+    )
+    second = model.encode(
+        pairs.text_b, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
+    )
+    cosines = (first * second).sum(-1).tolist()
+    metrics = {
+        name: float(results[f"{evaluator.name}_{name}_cosine".lstrip("_")])
+        for name in ("spearman", "pearson")
+    }
+    return metrics, cosines
+
+
+def evaluate_embedding(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: ScoredPairs,
+    max_length: int,
+    guide_config: GuideConfig | None = None,
+    batch_size: int = 64,
+) -> EmbeddingEvaluation:
+    """``similarity_metrics``, and the attention measures of the model's transformer over every
+    sentence, one at a time, as the bi-encoder reads them."""
+    metrics, cosines = similarity_metrics(model, data, batch_size)
+    sentences = [*data.pairs.text_a, *data.pairs.text_b]
+    encoded = Dataset.from_dict(dict(tokenizer(sentences, truncation=True, max_length=max_length)))
+    measures: dict[str, float] = {}
+    for _ in eval_pass(underlying_transformer(model), tokenizer, encoded, measures, guide_config, batch_size):
+        pass
+    model.train(False)
+    return EmbeddingEvaluation(cosines, {**metrics, **measures})
+
+
+def prediction_rows(data: ScoredPairs, evaluation: EmbeddingEvaluation) -> list[dict]:
+    """One JSON-ready row per pair: its texts, gold score and the cosine of their embeddings."""
+    pairs = data.pairs
+    return [
+        {
+            "index": i,
+            "text_a": pairs.text_a[i],
+            "text_b": pairs.text_b[i],
+            "label": data.scores[i],
+            "cosine": round(c, 6),
+        }
+        for i, c in enumerate(evaluation.cosines)
+    ]

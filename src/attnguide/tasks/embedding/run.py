@@ -1,0 +1,140 @@
+"""An embedding training run: the ``TaskRun`` that ``run_training`` drives, training with
+sentence-transformers' own trainer and losses, guided by ``GuidedLoss``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ...errors import AttnguideError
+from ...files import write_jsonl
+from ...models import load_sentence_transformer
+from ...rundir import file_sha256
+from ...training.pipeline import TrainSetup, final_train_losses
+from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
+from ..regression.data import ScoredPairs
+from .data import EmbeddingData, TextRows, read_embedding_data
+from .evaluation import evaluate_embedding, prediction_rows, similarity_metrics
+from .options import EmbeddingOptions
+
+logger = logging.getLogger("attnguide")
+
+
+class EmbeddingRun:
+    """A bi-encoder: each text embedded on its own, trained so that cosine similarities follow the
+    data (CoSENT, cosine similarity or multiple-negatives ranking loss)."""
+
+    name = "embedding"
+    adapter_task_type = "FEATURE_EXTRACTION"
+
+    def __init__(self, options: EmbeddingOptions) -> None:
+        self.options = options
+
+    def read(self) -> list[str]:
+        options = self.options
+        read = (options.format, options.columns, options.label_range)
+        self.train_data = read_embedding_data(options.train, *read, options.positive_label)
+        self.dev_data = read_embedding_data(options.dev, *read) if options.dev else None  # pairs with a score
+        if self.dev_data is not None and not isinstance(self.dev_data, ScoredPairs):
+            raise AttnguideError(
+                f"{options.dev}: --task embedding is evaluated on pairs with a score (by the library's "
+                "embedding-similarity evaluator), not on (anchor, positive) rows"
+            )
+        self.loss_name = self._loss_name()
+        logger.info(
+            "training data: %s, %d rows, %s loss", options.train, len(self.train_data), self.loss_name
+        )
+        return []
+
+    def _loss_name(self) -> str:
+        chosen, rows = self.options.embedding_loss, isinstance(self.train_data, TextRows)
+        if chosen == "auto":
+            return "mnrl" if rows else "cosent"
+        if rows != (chosen == "mnrl"):
+            needs = "(anchor, positive) rows" if chosen == "mnrl" else "pairs with a score"
+            raise AttnguideError(
+                f"--embedding-loss {chosen} needs {needs}; {self.options.train} has the other kind"
+            )
+        if chosen == "cosine" and not all(0 <= s <= 1 for s in self._scores(self.train_data)):
+            raise AttnguideError(
+                "--embedding-loss cosine compares cosines with scores from 0 to 1: give --label-range"
+            )
+        return chosen
+
+    def load_model(self, name: str, labels: list[str]) -> nn.Module:
+        self.model_name = name  # the starting model, measured zero-shot beside the fine-tuned one
+        return load_sentence_transformer(name, self.options.max_length)
+
+    def _scores(self, data: ScoredPairs) -> list[float]:
+        if self.options.label_range is None:
+            return data.scores
+        low, high = self.options.label_range
+        return [(score - low) / (high - low) for score in data.scores]
+
+    def _dataset(self, data: EmbeddingData) -> Dataset:
+        if isinstance(data, TextRows):
+            return Dataset.from_dict(data.columns)
+        pairs = data.pairs
+        return Dataset.from_dict(
+            {"sentence1": pairs.text_a, "sentence2": pairs.text_b, "score": self._scores(data)}
+        )
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        from sentence_transformers import SentenceTransformerTrainingArguments
+
+        return TrainSetup(
+            dataset=self._dataset(self.train_data),
+            collator=None,
+            batch_size=self.options.batch_size,
+            eval_dataset=self._dataset(self.dev_data) if self.dev_data is not None else None,
+            arguments=IN_BATCH_NEGATIVES if self.loss_name == "mnrl" else {},
+            arguments_class=SentenceTransformerTrainingArguments,
+            trainer=self._trainer,
+        )
+
+    def _trainer(self, model: nn.Module, args: Any, setup: TrainSetup, **_: Any) -> Any:
+        from sentence_transformers.sentence_transformer import losses
+
+        inner = {"cosent": losses.CoSENTLoss, "cosine": losses.CosineSimilarityLoss}.get(
+            self.loss_name, losses.MultipleNegativesRankingLoss
+        )(model)
+        return sentence_transformer_trainer(model, args, setup, inner, self.options.guide)
+
+    def evaluate(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, log_history: list[dict], run_dir: Path
+    ) -> dict:
+        options = self.options
+        if self.dev_data is None:
+            return final_train_losses(log_history)
+        evaluation = evaluate_embedding(
+            model, tokenizer, self.dev_data, options.max_length, options.guide, options.eval_batch_size
+        )
+        write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
+        start = load_sentence_transformer(self.model_name, options.max_length)
+        zero_shot, _ = similarity_metrics(start, self.dev_data, options.eval_batch_size)
+        return {
+            **evaluation.metrics,
+            **{f"zero_shot_{k}": v for k, v in zero_shot.items()},
+            **final_train_losses(log_history),
+        }
+
+    def record(self) -> dict:
+        data = {}
+        for split, rows in (("train", self.train_data), ("dev", self.dev_data)):
+            if rows is None:
+                continue
+            source = rows.source if isinstance(rows, TextRows) else rows.pairs.source
+            layout = rows.layout if isinstance(rows, TextRows) else rows.pairs.layout
+            sha = file_sha256(source) if Path(source).is_file() else None
+            data[split] = {"source": source, "layout": layout, "examples": len(rows), "sha256": sha}
+        return {"data": data, "loss": self.loss_name}
+
+    def versions(self) -> dict[str, str]:
+        import sentence_transformers
+
+        return {"sentence-transformers": sentence_transformers.__version__}

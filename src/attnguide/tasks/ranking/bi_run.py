@@ -1,0 +1,106 @@
+"""A bi-encoder ranking run: the ``TaskRun`` of ``--task ranking --encoder bi``, a sentence-transformers
+model fine-tuned with its own trainer on (query, relevant, irrelevant) rows and the
+multiple-negatives ranking loss, guided through ``GuidedLoss``, ranked by cosine similarity."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from ...errors import AttnguideError
+from ...files import write_jsonl, write_text
+from ...models import load_sentence_transformer
+from ...training.pipeline import TrainSetup, final_train_losses
+from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
+from .bi_encoder import evaluate_bi_encoder, report_against_zero_shot, triplets, zero_shot_metrics
+from .options import RankingOptions
+from .run import _data_record, _read
+from .scoring import prediction_rows, trec_run_text
+
+logger = logging.getLogger("attnguide")
+
+
+class BiEncoderRankingRun:
+    """Reranking with a bi-encoder: queries and documents embedded apart, ranked by cosine."""
+
+    name = "ranking"
+    adapter_task_type = "FEATURE_EXTRACTION"
+
+    def __init__(self, options: RankingOptions) -> None:
+        self.options = options
+
+    def read(self) -> list[str]:
+        options = self.options
+        self.train_data = _read(options, options.train, options.train_run)
+        self.dev_data = _read(options, options.dev, options.dev_run)
+        return []
+
+    def load_model(self, name: str, labels: list[str]) -> nn.Module:
+        self.model_name = name
+        return load_sentence_transformer(name, self.options.max_length)
+
+    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
+        from sentence_transformers import SentenceTransformerTrainingArguments
+
+        rows = triplets(self.train_data, self.options.seed)
+        if len(rows) == 0:
+            raise AttnguideError(f"{self.train_data.source}: no query has a relevant candidate to train on")
+        logger.info(
+            "%d (query, relevant, irrelevant) rows for the multiple-negatives ranking loss", len(rows)
+        )
+        return TrainSetup(
+            dataset=rows,
+            collator=None,
+            batch_size=self.options.batch_size,
+            arguments=IN_BATCH_NEGATIVES,
+            arguments_class=SentenceTransformerTrainingArguments,
+            trainer=self._trainer,
+        )
+
+    def _trainer(self, model: nn.Module, args: Any, setup: TrainSetup, **_: Any) -> Any:
+        from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
+
+        return sentence_transformer_trainer(
+            model, args, setup, MultipleNegativesRankingLoss(model), self.options.guide
+        )
+
+    def evaluate(
+        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, log_history: list[dict], run_dir: Path
+    ) -> dict:
+        options, dev_data = self.options, self.dev_data
+        metrics: dict[str, float] = {}
+        if dev_data is not None:
+            evaluation = evaluate_bi_encoder(
+                model, tokenizer, dev_data, options.max_length, options.guide, options.eval_batch_size,
+                options.keep_unanswerable,
+            )  # fmt: skip
+            metrics.update(evaluation.metrics)
+            write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
+            write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
+            metrics.update(
+                zero_shot_metrics(
+                    self.model_name,
+                    dev_data,
+                    options.max_length,
+                    options.eval_batch_size,
+                    options.keep_unanswerable,
+                )
+            )
+            report_against_zero_shot(metrics)
+        metrics.update(final_train_losses(log_history))
+        return metrics
+
+    def record(self) -> dict:
+        data = {"train": _data_record(self.train_data, 0)}
+        if self.dev_data is not None:
+            data["dev"] = _data_record(self.dev_data, 0)
+        return {"data": data, "encoder": "bi"}
+
+    def versions(self) -> dict[str, str]:
+        import sentence_transformers
+
+        return {"sentence-transformers": sentence_transformers.__version__}

@@ -1,0 +1,155 @@
+"""Attention guiding as a sentence-transformers loss: ``GuidedLoss`` wraps any loss of a
+``SentenceTransformer`` (bi-encoder) or a ``CrossEncoder`` and adds the guiding losses, in the
+library's own idiom, so that a training script of ``SentenceTransformerTrainer`` or
+``CrossEncoderTrainer`` gains guiding by wrapping its loss::
+
+    loss = GuidedLoss(model, CoSENTLoss(model), guide_config=GuideConfig(guides="mdg+pdg"))
+    trainer = SentenceTransformerTrainer(model=model, train_dataset=..., loss=loss)
+
+Like the library's ``MatryoshkaLoss``, it works by decorating the underlying transformer's forward
+call while the wrapped loss runs: each call the wrapped loss makes (one per text column for a
+bi-encoder) takes the guiding capture's arguments and gives its guided heads' profiles, so the
+guiding losses come from the same forward passes as the loss itself, with no second pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..capture.routes import make_capture
+from ..errors import AttnguideError
+from ..guiding.batch import guide_losses
+from ..guiding.config import GuideConfig
+from ..guiding.guides import MapInputs
+from ..guiding.patterns import PatternTokens
+from ..models import underlying_transformer
+
+CITATION = """
+@misc{wang2022attentionguiding,
+    title={Paying More Attention to Self-attention:
+           Improving Pre-trained Language Models via Attention Guiding},
+    author={Shanshan Wang and Zhumin Chen and Zhaochun Ren and Huasheng Liang and Qiang Yan and Pengjie Ren},
+    year={2022},
+    eprint={2204.02922},
+    archivePrefix={arXiv},
+    primaryClass={cs.CL}
+}
+"""
+
+
+class GuidedLoss(nn.Module):
+    """``loss`` plus the guiding losses of ``guide_config`` on ``model``'s attention.
+
+    Returns a dict, which the sentence-transformers trainers sum into the training loss and log
+    part by part: the wrapped loss under ``task`` (or its own parts, where it returns a dict) and
+    each guide's term as added to the total (``mdg``: α · L_MDG, ...; ramped by ``warmup_steps``,
+    counted in training batches). In eval mode only the wrapped loss is computed. Losses that embed
+    without gradient first and back-propagate later (the Cached… / GradCache family) are refused:
+    their gradient would bypass the guided forward.
+    """
+
+    def __init__(self, model: nn.Module, loss: nn.Module, guide_config: GuideConfig | None = None) -> None:
+        super().__init__()
+        from sentence_transformers.base.losses.gradcache import uses_gradient_cache
+
+        if uses_gradient_cache(loss):
+            raise AttnguideError(
+                f"{type(loss).__name__} embeds without gradient and back-propagates later, past the guided "
+                "forward pass; wrap a loss without gradient caching (MultipleNegativesRankingLoss, ...)"
+            )
+        self.model = model
+        self.loss = loss
+        self.guide_config = guide_config if guide_config is not None else GuideConfig()
+        self._transformer = [underlying_transformer(model)]  # a list: not a sub-module of the loss
+        self.capture = (
+            make_capture(self._transformer[0], self.guide_config) if self.guide_config.active else None
+        )
+        self.pattern_tokens = None
+        if self.guide_config.weight("pattern") > 0:
+            self.pattern_tokens = PatternTokens.from_tokenizer(model.tokenizer)
+        self.steps = 0
+
+    def forward(self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor) -> dict:
+        transformer = self._transformer[0]
+        if self.capture is None or not transformer.training:
+            return self._parts(self.loss(sentence_features, labels))
+        sums: dict[str, torch.Tensor] = {}
+        sequences = 0
+        original = transformer.forward
+        patched = "forward" in transformer.__dict__
+
+        def guided_forward(*args: Any, **kwargs: Any):
+            nonlocal sequences
+            mask = kwargs.get("attention_mask")
+            if mask is None:
+                mask = torch.ones_like(kwargs["input_ids"])
+            outputs = original(*args, **kwargs, **self.capture.forward_kwargs(mask))
+            profiles = self.capture.profiles(outputs, mask)
+            maps = None
+            if self.guide_config.needs_maps:
+                maps = MapInputs(self.capture.maps(outputs), kwargs.get("input_ids"), self.pattern_tokens)
+            config = self.guide_config
+            parts = guide_losses(
+                profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
+            )
+            for name, value in parts.items():  # weighted by sequences: a mean over every sequence embedded
+                sums[name] = sums.get(name, 0.0) + value * len(mask)
+            sequences += len(mask)
+            outputs.attentions = None
+            return outputs
+
+        transformer.forward = guided_forward
+        try:
+            task = self.loss(sentence_features, labels)
+        finally:
+            if patched:
+                transformer.forward = original
+            else:
+                del transformer.forward
+        if not sequences:
+            raise AttnguideError(
+                f"{type(self.loss).__name__} made no forward call through the model's transformer"
+            )
+        ramp = self.guide_config.ramp(self.steps)
+        self.steps += 1
+        terms = {
+            name: self.guide_config.weight(name) * ramp * value / sequences for name, value in sums.items()
+        }
+        return {**self._parts(task), **terms}
+
+    @staticmethod
+    def _parts(task: torch.Tensor | dict) -> dict:
+        return dict(task) if isinstance(task, dict) else {"task": task}
+
+    def get_config_dict(self) -> dict[str, Any]:
+        """For the model card: the wrapped loss and the guiding settings."""
+        return {"loss": type(self.loss).__name__, **self.guide_config.to_dict()}
+
+    @property
+    def citation(self) -> str:
+        """Attention guiding's citation, and the wrapped loss's."""
+        return CITATION + getattr(self.loss, "citation", "")
+
+
+IN_BATCH_NEGATIVES = {"batch_sampler": "no_duplicates"}
+"""Training arguments for losses that take the batch's other texts as negatives (multiple-negatives
+ranking): no text twice in a batch, so that a question's second correct answer is never its negative."""
+
+
+def sentence_transformer_trainer(
+    model: nn.Module, args: Any, setup: Any, loss: nn.Module, guide_config: GuideConfig
+) -> Any:
+    """sentence-transformers' own trainer on a task's ``TrainSetup``, its loss wrapped in a
+    ``GuidedLoss`` where guiding is on; the trainer's ``capture`` is the loss's (None unguided)."""
+    from sentence_transformers import SentenceTransformerTrainer
+
+    loss = GuidedLoss(model, loss, guide_config) if guide_config.active else loss
+    trainer = SentenceTransformerTrainer(
+        model=model, args=args, train_dataset=setup.dataset, eval_dataset=setup.eval_dataset, loss=loss
+    )
+    trainer.capture = getattr(loss, "capture", None)
+    return trainer

@@ -1,0 +1,284 @@
+"""``attnguide tune``: the search space, a study end to end on a tiny model, kill and resume, several
+workers on one storage (a journal file, and a real PostgreSQL server), pruning, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import optuna
+import pytest
+from tiny import tiny_bert
+
+from attnguide.cli import main
+from attnguide.errors import AttnguideError
+from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.tune import SearchSpace, report_evaluation
+from attnguide.files import write_jsonl
+
+KILLER = str(Path(__file__).parents[1] / "killer.py")
+
+
+@pytest.fixture(scope="module")
+def nli(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("tune-data")
+    for split, (size, seed) in {"train": (24, 1), "dev": (12, 2), "test": (12, 3)}.items():
+        write_jsonl(folder / f"{split}.jsonl", make_dataset(size, seed))
+    return {split: str(folder / f"{split}.jsonl") for split in ("train", "dev", "test")}
+
+
+def tune_args(model: str, nli: dict[str, str], out: Path, *extra: str) -> list[str]:
+    return [
+        "-q", "tune", "--model", model, "--train", nli["train"], "--dev", nli["dev"], "--epochs", "1",
+        "--batch-size", "8", "--max-length", "32", "--seed", "3", "--output-dir", str(out), *extra,
+    ]  # fmt: skip
+
+
+def study_of(out: Path, storage: str | None = None) -> optuna.Study:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    store = storage or JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name="attnguide", storage=store)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mdg_wieght: [0.1]", "unknown parameter 'mdg_wieght'"),
+        (
+            "pdg_weight: {low: 0.01, high: 0.001}",
+            "pdg_weight: empty range: low 0.01 must be below high 0.001",
+        ),
+        ("layers: []", "layers: empty list of choices"),
+        ("guides: [none]", "'none' is the baseline"),
+        ("temperature: [-1]", "temperature must be a finite number > 0"),
+    ],
+)
+def test_bad_search_spaces_are_one_line(tmp_path, nli, capsys, text, message) -> None:
+    (tmp_path / "space.yaml").write_text(text + "\n")
+    argv = tune_args(
+        "unused", nli, tmp_path / "out", "--trials", "2", "--space", str(tmp_path / "space.yaml")
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_layer_choices_fit_the_model(tiny_model_dir, nli, tmp_path, capsys) -> None:
+    assert SearchSpace.from_file(None).fitted_to(2).params["layers"] == ["all"]
+    assert SearchSpace.from_file(None).fitted_to(6).params["layers"] == ["all", "last:2", "last:4"]
+    (tmp_path / "space.yaml").write_text("layers: [all, 'last:4']\n")
+    argv = tune_args(
+        tiny_model_dir, nli, tmp_path / "out", "--trials", "2", "--space", str(tmp_path / "space.yaml")
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "space.yaml: layers: the model has 2 layers (got 'last:4')" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_space_suggests_only_the_settings_its_guides_use() -> None:
+    space = SearchSpace.from_file(None)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    suggested = [space.suggest(study.ask()) for _ in range(12)]
+    for guide in suggested:
+        assert ("mdg_weight" in guide) == ("mdg" in guide["guides"].split("+"))
+        assert ("temperature" in guide) == ("mdg_weight" in guide)
+        assert guide["layers"] in ("all", "last:2", "last:4") and guide["warmup_steps"] in (0, 100)
+        assert 1e-5 <= guide.get("pdg_weight", 1e-3) <= 3e-3
+
+
+def test_a_study_end_to_end(tiny_model_dir, nli, tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    assert (
+        main(tune_args(tiny_model_dir, nli, out, "--trials", "3", "--seeds", "2", "--test", nli["test"])) == 0
+    )
+    printed = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["trials"][0]["baseline"] and results["trials"][0]["guides"] == "none"
+    assert [t["state"] for t in results["trials"]] == ["complete"] * 3
+    assert set(results["confirmation"]["dev"]) == {"baseline", "best"}
+    assert set(results["confirmation"]["test"]["best"]["values"]) == {"4", "5"}  # fresh seeds after --seed 3
+    assert results["verdict"].split(":")[0] in ("better", "worse", "no detectable difference")
+    assert results["verdict"] in printed and "**Verdict:**" in (out / "report.md").read_text()
+    rows = list(csv.DictReader((out / "trials.csv").open()))
+    assert [r["trial"] for r in rows] == ["0", "1", "2"] and rows[1]["dev_accuracy_epoch1"]
+    assert (out / "figures" / "history.png").read_bytes()[:4] == b"\x89PNG"
+    first = (out / "trials" / "trial-0" / "run.json").stat().st_mtime_ns
+    assert (
+        main(tune_args(tiny_model_dir, nli, out, "--trials", "3", "--seeds", "2", "--test", nli["test"])) == 0
+    )
+    assert (out / "trials" / "trial-0" / "run.json").stat().st_mtime_ns == first  # nothing is run again
+    assert len(study_of(out).trials) == 3
+
+
+def test_a_killed_study_marks_the_interrupted_trial_failed_and_runs_it_again(
+    tiny_model_dir, nli, tmp_path
+) -> None:
+    out = tmp_path / "study"
+    env = {**os.environ, "KILL_STEP": "2", "KILL_ONLY_IN": "trial-1"}
+    argv = tune_args(tiny_model_dir, nli, out, "--trials", "2", "--no-confirm")
+    killed = subprocess.run([sys.executable, KILLER, *argv], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    assert main(argv) == 0
+    trials = study_of(out).trials
+    states = [t.state.name for t in trials]
+    assert states == ["COMPLETE", "FAIL", "COMPLETE"] and trials[2].user_attrs["retry_of"] == 1
+    assert trials[1].user_attrs["reason"] == "its worker stopped: run again"
+    assert trials[2].params == trials[1].params
+
+
+def test_another_commands_study_is_refused(tiny_model_dir, nli, tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    assert main(tune_args(tiny_model_dir, nli, out, "--trials", "1", "--no-confirm")) == 0
+    journal = (out / "study.journal").read_bytes()
+    other = tune_args(tiny_model_dir, {**nli, "dev": nli["test"]}, out, "--trials", "1", "--no-confirm")
+    assert main(other) == 2
+    assert "study 'attnguide': its dev_sha256 differs from this command's" in capsys.readouterr().err
+    assert (out / "study.journal").read_bytes() == journal  # nothing lost, nothing added
+
+
+def run_workers(argv: list[str], count: int = 2) -> None:
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "attnguide", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for _ in range(count)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=900)
+        assert worker.returncode == 0, err.decode()[-2000:]
+
+
+def assert_exactly(trials: list, count: int) -> None:
+    assert len(trials) == count and [t.number for t in trials] == list(range(count))
+    assert [t.state.name for t in trials] == ["COMPLETE"] * count, [
+        (t.state.name, t.user_attrs) for t in trials
+    ]
+    assert sum(t.user_attrs.get("baseline", False) for t in trials) == 1
+
+
+def test_two_workers_share_one_study_file(tiny_model_dir, nli, tmp_path) -> None:
+    out = tmp_path / "study"
+    run_workers(tune_args(tiny_model_dir, nli, out, "--trials", "4", "--no-confirm", "--pruner", "none"))
+    assert_exactly(study_of(out).trials, 4)
+    assert sorted(p.name for p in (out / "trials").iterdir()) == [f"trial-{i}" for i in range(4)]
+
+
+@pytest.fixture
+def postgres() -> str:
+    """A PostgreSQL server of Debian's package, started for this test as the postgres user, in a
+    folder of its own that that user can reach (pytest's are the test user's alone)."""
+    binaries = Path("/usr/lib/postgresql")
+    if not binaries.is_dir() or not shutil.which("runuser"):
+        pytest.skip("no PostgreSQL server here (Debian's postgresql package and runuser are needed)")
+    bin_dir = sorted(binaries.glob("*/bin"))[-1]
+    home = Path(tempfile.mkdtemp(prefix="attnguide-pg-"))
+    home.chmod(0o777)
+    data = home / "pgdata"
+    data.mkdir()
+    shutil.chown(data, "postgres")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    def as_postgres(*command: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["runuser", "-u", "postgres", "--", *command], capture_output=True, text=True)
+
+    init = as_postgres(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    if init.returncode != 0:
+        shutil.rmtree(home, ignore_errors=True)
+        pytest.skip(f"cannot create a PostgreSQL cluster: {init.stderr.strip()[-300:]}")
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1"
+    start = as_postgres(
+        str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-w", "start", "-l", str(data / "log")
+    )
+    if start.returncode != 0:
+        pytest.skip(f"cannot start PostgreSQL: {start.stderr.strip()[-300:]}")
+    try:
+        as_postgres(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "optuna")
+        yield f"postgresql://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        as_postgres(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def test_two_workers_share_one_postgresql_study(tiny_model_dir, nli, tmp_path, postgres) -> None:
+    out = tmp_path / "study"
+    run_workers(
+        tune_args(
+            tiny_model_dir,
+            nli,
+            out,
+            "--trials",
+            "3",
+            "--no-confirm",
+            "--pruner",
+            "none",
+            "--storage",
+            postgres,
+        )
+    )
+    assert_exactly(study_of(out, postgres).trials, 3)
+
+
+def test_an_unreachable_storage_is_one_line(tiny_model_dir, nli, tmp_path, capsys) -> None:
+    argv = tune_args(
+        tiny_model_dir,
+        nli,
+        tmp_path / "out",
+        "--trials",
+        "2",
+        "--storage",
+        "postgresql://nobody@127.0.0.1:9/x",
+    )
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (
+        "--storage postgresql://nobody@127.0.0.1:9/x: cannot open the study" in err and err.count("\n") == 1
+    )
+
+
+class StubRun:
+    """A task run whose dev metric is given."""
+
+    def __init__(self, value: float) -> None:
+        self.value = value
+
+    def evaluate(self, model, tokenizer, log_history, run_dir) -> dict[str, float]:
+        return {"accuracy": self.value}
+
+
+def test_a_trial_behind_the_others_is_pruned_after_its_evaluation() -> None:
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=2))
+    for value in (0.8, 0.9, 0.85):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=value,
+                intermediate_values={1: value},
+                params={},
+                distributions={},
+            )
+        )
+    model = tiny_bert()
+    model.set_attn_implementation("sdpa")
+    state = type("State", (), {"epoch": 1.0, "log_history": []})()
+    good, bad = study.ask(), study.ask()
+    report_evaluation(good, StubRun(0.95), "accuracy").on_evaluate(None, state, None, model=model)
+    assert model.config._attn_implementation == "sdpa" and model.training  # left as training needs it
+    with pytest.raises(optuna.TrialPruned):
+        report_evaluation(bad, StubRun(0.1), "accuracy").on_evaluate(None, state, None, model=model)
+    assert bad.user_attrs["reason"] == "pruned after epoch 1: dev accuracy 0.1000"
+
+
+def test_a_missing_space_file_is_named(tmp_path) -> None:
+    with pytest.raises(AttnguideError, match="missing.yaml: cannot read the search space"):
+        SearchSpace.from_file(tmp_path / "missing.yaml")
