@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING, Any
 
 from ...training.options import TrainOptions
@@ -20,8 +19,6 @@ from .options import ClassificationOptions
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
     from ...training.pipeline import TaskRun
-
-logger = logging.getLogger("attnguide")
 
 
 class ClassificationTask:
@@ -44,28 +41,22 @@ class ClassificationTask:
         return ClassificationRun(options)
 
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
-        from ...files import check_output_files, predictions_path, write_json, write_jsonl
-        from ...guiding.config import GuideConfig
+        from ...files import write_jsonl
         from ...models import check_max_length, load_model, load_tokenizer
-        from ...rundir import read_run
+        from ..evaluation import EvalFiles, trained_guide
         from ..pairs.data import read_pairs
         from ..pairs.encoding import encode_pairs
         from .evaluation import evaluate, prediction_rows
 
-        output = predictions_path(args.output, args.data)
-        metrics = output.with_suffix(".metrics.json")
-        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
+        files = EvalFiles.checked(args)
         data = read_pairs(args.data, args.format, Columns.from_args(args))
         tokenizer = load_tokenizer(args.model)
         model = load_model(args.model, attn_implementation="eager")
         check_max_length(args.model, model, tokenizer, args.max_length)
         dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
-        guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
-        evaluation = evaluate(model, tokenizer, dataset, guide, args.batch_size)
-        write_jsonl(output, prediction_rows(data, evaluation, model.config.id2label))
-        write_json(metrics, evaluation.metrics)
-        logger.info("predictions written to %s", output)
-        return evaluation.metrics
+        evaluation = evaluate(model, tokenizer, dataset, trained_guide(args.model), args.batch_size)
+        write_jsonl(files.predictions, prediction_rows(data, evaluation, model.config.id2label))
+        return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from ...analysis.report import AnalysisData

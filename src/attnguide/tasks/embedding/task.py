@@ -8,7 +8,6 @@ sentence-transformers' trainer), ``evaluation`` and ``data``, imported when a co
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING, Any
 
 from ...training.options import TrainOptions
@@ -22,7 +21,6 @@ if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
     from ...training.pipeline import TaskRun
 
-logger = logging.getLogger("attnguide")
 
 EMBEDDING_METRICS = ("spearman", "pearson")
 
@@ -72,27 +70,21 @@ class EmbeddingTask:
         return EmbeddingRun(options)
 
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
-        from ...files import check_output_files, predictions_path, write_json, write_jsonl
-        from ...guiding.config import GuideConfig
+        from ...files import write_jsonl
         from ...models import load_sentence_transformer, load_tokenizer
-        from ...rundir import read_run
+        from ..evaluation import EvalFiles, trained_guide
         from ..regression.data import read_scored
         from ..regression.task import label_range_of
         from .evaluation import evaluate_embedding, prediction_rows
 
-        output = predictions_path(args.output, args.data)
-        metrics = output.with_suffix(".metrics.json")
-        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
-        trained = (read_run(args.model) or {}).get("options", {})
+        files = EvalFiles.checked(args)
         data = read_scored(args.data, args.format, Columns.from_args(args), label_range_of(args))
         model = load_sentence_transformer(args.model, args.max_length)
         tokenizer = load_tokenizer(args.model)
-        guide = GuideConfig.from_dict(trained.get("guide", {}))
+        guide = trained_guide(args.model)
         evaluation = evaluate_embedding(model, tokenizer, data, args.max_length, guide, args.batch_size)
-        write_jsonl(output, prediction_rows(data, evaluation))
-        write_json(metrics, evaluation.metrics)
-        logger.info("predictions written to %s", output)
-        return evaluation.metrics
+        write_jsonl(files.predictions, prediction_rows(data, evaluation))
+        return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from datasets import Dataset

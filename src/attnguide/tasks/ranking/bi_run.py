@@ -12,14 +12,12 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ...errors import AttnguideError
-from ...files import write_jsonl, write_text
 from ...models import load_sentence_transformer
 from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
-from .bi_encoder import evaluate_bi_encoder, report_against_zero_shot, triplets, zero_shot_metrics
+from .bi_encoder import evaluate_bi_encoder, triplets
 from .options import RankingOptions
-from .run import _data_record, _read
-from .scoring import prediction_rows, trec_run_text
+from .run import _data_record, _read, dev_results
 
 logger = logging.getLogger("attnguide")
 
@@ -78,19 +76,7 @@ class BiEncoderRankingRun:
                 model, tokenizer, dev_data, options.max_length, options.guide, options.eval_batch_size,
                 options.keep_unanswerable,
             )  # fmt: skip
-            metrics.update(evaluation.metrics)
-            write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
-            write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
-            metrics.update(
-                zero_shot_metrics(
-                    self.model_name,
-                    dev_data,
-                    options.max_length,
-                    options.eval_batch_size,
-                    options.keep_unanswerable,
-                )
-            )
-            report_against_zero_shot(metrics)
+            metrics.update(dev_results(evaluation, dev_data, options, run_dir, self.model_name))
         metrics.update(final_train_losses(log_history))
         return metrics
 

@@ -22,7 +22,7 @@ from . import losses
 from .bi_encoder import report_against_zero_shot, zero_shot_metrics
 from .data import RankingData, read_ranking
 from .encoding import encode_candidates
-from .evaluation import evaluate_ranking
+from .evaluation import RankingEvaluation, evaluate_ranking
 from .grouping import ListwiseCollator, ListwiseGroups
 from .options import RankingOptions
 from .scoring import prediction_rows, trec_run_text
@@ -34,6 +34,21 @@ def _read(options: RankingOptions, path: str | None, run: str | None) -> Ranking
     if path is None:
         return None
     return read_ranking(path, options.ranking_format, options.queries, options.docs, run)
+
+
+def dev_results(
+    evaluation: RankingEvaluation, dev_data: RankingData, options: RankingOptions, run_dir: Path, start: str
+) -> dict[str, float]:
+    """A ranker's dev metrics, beside those of its starting model ``start`` used zero-shot where it is
+    a bi-encoder (said in the log); writes the dev predictions and TREC run into ``run_dir``."""
+    write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
+    write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
+    zero_shot = zero_shot_metrics(
+        start, dev_data, options.max_length, options.eval_batch_size, options.keep_unanswerable
+    )
+    metrics = {**evaluation.metrics, **zero_shot}
+    report_against_zero_shot(metrics)
+    return metrics
 
 
 def _data_record(data: RankingData, truncated: int) -> dict:
@@ -127,19 +142,7 @@ class RankingRun:
                 options.eval_batch_size,
                 options.keep_unanswerable,
             )
-            metrics.update(evaluation.metrics)
-            write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
-            write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
-            metrics.update(
-                zero_shot_metrics(
-                    self.model_name,
-                    dev_data,
-                    options.max_length,
-                    options.eval_batch_size,
-                    options.keep_unanswerable,
-                )
-            )
-            report_against_zero_shot(metrics)
+            metrics.update(dev_results(evaluation, dev_data, options, run_dir, self.model_name))
         metrics.update(final_train_losses(log_history))
         return metrics
 

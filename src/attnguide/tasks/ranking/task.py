@@ -129,10 +129,9 @@ class RankingTask:
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
         from pathlib import Path
 
-        from ...files import check_output_files, predictions_path, write_json, write_jsonl, write_text
-        from ...guiding.config import GuideConfig
+        from ...files import write_jsonl, write_text
         from ...models import load_model, load_sentence_transformer, load_tokenizer
-        from ...rundir import read_run
+        from ..evaluation import EvalFiles, trained_guide
         from .bi_encoder import evaluate_bi_encoder, is_sentence_transformer
         from .data import read_ranking
         from .encoding import encode_candidates
@@ -140,15 +139,15 @@ class RankingTask:
         from .scoring import prediction_rows, trec_run_text
 
         check_run_tag(args.run_tag)
-        output = predictions_path(args.output, args.data)
-        metrics = output.with_suffix(".metrics.json")
-        output_run = Path(args.output_run) if args.output_run else output.with_suffix(".run")
-        inputs = {"--data": args.data, "--queries": args.queries, "--docs": args.docs, "--run": args.run}
-        outputs = {"the predictions": output, "the metrics": metrics, "the TREC run": output_run}
-        check_output_files(outputs, inputs)
+
+        def output_run(predictions: Path) -> Path:
+            return Path(args.output_run) if args.output_run else predictions.with_suffix(".run")
+
+        inputs = {"--queries": args.queries, "--docs": args.docs, "--run": args.run}
+        files = EvalFiles.checked(args, more=lambda p: {"the TREC run": output_run(p)}, inputs=inputs)
         data = read_ranking(args.data, args.ranking_format, args.queries, args.docs, args.run)
         tokenizer = load_tokenizer(args.model)
-        guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
+        guide = trained_guide(args.model)
         if is_sentence_transformer(args.model):  # a bi-encoder: trained with --encoder bi, or zero-shot
             model = load_sentence_transformer(args.model, args.max_length)
             evaluation = evaluate_bi_encoder(
@@ -165,11 +164,10 @@ class RankingTask:
             evaluation = evaluate_ranking(
                 model, tokenizer, data, encoded, guide, args.batch_size, args.keep_unanswerable
             )
-        write_jsonl(output, prediction_rows(data, evaluation.run))
-        write_json(metrics, evaluation.metrics)
-        write_text(output_run, trec_run_text(evaluation.run, args.run_tag))
-        logger.info("predictions written to %s, TREC run to %s", output, output_run)
-        return evaluation.metrics
+        write_jsonl(files.predictions, prediction_rows(data, evaluation.run))
+        write_text(output_run(files.predictions), trec_run_text(evaluation.run, args.run_tag))
+        logger.info("TREC run written to %s", output_run(files.predictions))
+        return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from ...analysis.report import AnalysisData

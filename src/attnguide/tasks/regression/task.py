@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import TYPE_CHECKING, Any
 
 from ...training.options import TrainOptions
@@ -20,8 +19,6 @@ from .options import RegressionOptions, check_label_range
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
     from ...training.pipeline import TaskRun
-
-logger = logging.getLogger("attnguide")
 
 
 def label_range_of(args: argparse.Namespace) -> tuple[float, float] | None:
@@ -66,17 +63,14 @@ class RegressionTask:
         return RegressionRun(options)
 
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
-        from ...files import check_output_files, predictions_path, write_json, write_jsonl
-        from ...guiding.config import GuideConfig
+        from ...files import write_jsonl
         from ...models import check_max_length, load_model, load_tokenizer
-        from ...rundir import read_run
+        from ..evaluation import EvalFiles, trained_guide, trained_options
         from .data import read_scored
         from .evaluation import evaluate_scores, prediction_rows
 
-        output = predictions_path(args.output, args.data)
-        metrics = output.with_suffix(".metrics.json")
-        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
-        trained = (read_run(args.model) or {}).get("options", {})
+        files = EvalFiles.checked(args)
+        trained = trained_options(args.model)
         label_range = label_range_of(args) or (
             tuple(trained["label_range"]) if trained.get("label_range") else None
         )
@@ -84,14 +78,12 @@ class RegressionTask:
         tokenizer = load_tokenizer(args.model)
         model = load_model(args.model, attn_implementation="eager", problem_type="regression")
         check_max_length(args.model, model, tokenizer, args.max_length)
-        guide = GuideConfig.from_dict(trained.get("guide", {}))
+        guide = trained_guide(args.model)
         evaluation = evaluate_scores(
             model, tokenizer, data, args.max_length, label_range, guide, args.batch_size
         )
-        write_jsonl(output, prediction_rows(data, evaluation))
-        write_json(metrics, evaluation.metrics)
-        logger.info("predictions written to %s", output)
-        return evaluation.metrics
+        write_jsonl(files.predictions, prediction_rows(data, evaluation))
+        return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from ...analysis.report import AnalysisData

@@ -8,7 +8,6 @@ entity-level F1.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +22,6 @@ from .options import TokenClassificationOptions
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
     from ...training.pipeline import TaskRun
-
-logger = logging.getLogger("attnguide")
 
 
 class TokenClassificationTask:
@@ -68,29 +65,23 @@ class TokenClassificationTask:
         return read_tagged(args.data, args.format, columns)
 
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
-        from ...files import check_output_files, predictions_path, write_json
-        from ...guiding.config import GuideConfig
         from ...models import check_max_length, load_model, load_tokenizer
-        from ...rundir import read_run
+        from ..evaluation import EvalFiles, trained_guide
         from .data import check_known_tags, write_predictions
         from .encoding import encode_windows
         from .evaluation import evaluate_tags
 
-        output = predictions_path(args.output, args.data, Path(args.data).suffix or ".txt")
-        metrics = output.with_suffix(".metrics.json")
-        check_output_files({"the predictions": output, "the metrics": metrics}, {"--data": args.data})
+        files = EvalFiles.checked(args, Path(args.data).suffix or ".txt")
         data = self._read(args)
         tokenizer = load_tokenizer(args.model)
         model = load_model(args.model, attn_implementation="eager", head="token")
         check_known_tags(data, list(model.config.id2label.values()))
         check_max_length(args.model, model, tokenizer, args.max_length)
         windows = encode_windows(data, tokenizer, args.max_length, stride=args.stride)
-        guide = GuideConfig.from_dict((read_run(args.model) or {}).get("options", {}).get("guide", {}))
+        guide = trained_guide(args.model)
         evaluation = evaluate_tags(model, tokenizer, data, windows, guide, args.batch_size)
-        write_predictions(data, evaluation.predictions, output)
-        write_json(metrics, evaluation.metrics)
-        logger.info("predictions written to %s", output)
-        return evaluation.metrics
+        write_predictions(data, evaluation.predictions, files.predictions)
+        return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from datasets import Dataset
