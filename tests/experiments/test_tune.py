@@ -83,6 +83,10 @@ def test_layer_choices_fit_the_model(tiny_model_dir, nli, tmp_path, capsys) -> N
     err = capsys.readouterr().err
     assert "space.yaml: layers: the model has 2 layers (got 'last:4')" in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+    (tmp_path / "space.yaml").write_text("layers: ['last:6']\n")  # the default model: the packaged MiniLM
+    default_model = [a for a in argv if a not in ("--model", tiny_model_dir)]
+    assert main(default_model) == 2
+    assert "layers: the model has 6 layers (got 'last:6')" in capsys.readouterr().err
 
 
 def test_the_space_suggests_only_the_settings_its_guides_use() -> None:

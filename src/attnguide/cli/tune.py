@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dev is None and args.dev_split is None:
         raise AttnguideError("tune chooses on dev: give --dev FILE (or --dev-split)")
     from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
-    from ..models import model_layers
+    from ..models import default_model_path, model_layers
 
     space = SearchSpace.from_file(args.space)
     output_dir = Path(args.output_dir)
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return task.train_options(trial, common_options(trial))
 
     base = trial_options({"guides": "none"}, args.seed, output_dir / "trials" / "identity").settings()
-    space = space.fitted_to(model_layers(base["model"]))
+    space = space.fitted_to(model_layers(base["model"] or default_model_path()))
     identity = {
         "task": task.name,
         "metric": metric,
