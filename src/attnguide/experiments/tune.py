@@ -527,6 +527,7 @@ def _figures(study: Any, folder: Path, metric: str) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import optuna.visualization.matplotlib as views
+    from matplotlib.ticker import NullFormatter
 
     from ..files import atomic_path
 
@@ -550,6 +551,8 @@ def _figures(study: Any, folder: Path, metric: str) -> list[str]:
             logger.info("figure %s left out: %s", name, str(error).splitlines()[0])
             continue
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
+        for axis in figure.axes:  # a narrow log range labels every minor tick, one over the other
+            axis.xaxis.set_minor_formatter(NullFormatter())
         figure.set_size_inches(max(6.0, 3.2 * len(weights)) if name == "weights.png" else 7.0, 4.5)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / name) as tmp:
