@@ -67,6 +67,26 @@ def trained_guide(model: str) -> GuideConfig:
     return GuideConfig.from_dict(trained_options(model).get("guide", {}))
 
 
+def bi_encoder_measures(
+    model: torch.nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    max_length: int,
+    guide_config: GuideConfig | None = None,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """The attention measures of a sentence-transformers model's transformer over ``texts``, each on
+    its own as a bi-encoder reads them; the model is left in eval mode."""
+    from ..models import underlying_transformer
+
+    encoded = Dataset.from_dict(dict(tokenizer(texts, truncation=True, max_length=max_length)))
+    measures: dict[str, float] = {}
+    for _ in eval_pass(underlying_transformer(model), tokenizer, encoded, measures, guide_config, batch_size):
+        pass
+    model.train(False)
+    return measures
+
+
 @torch.no_grad()
 def eval_pass(
     model: PreTrainedModel,

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from datasets import Dataset
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ...guiding.config import GuideConfig
-from ...models import underlying_transformer
-from ..evaluation import eval_pass
+from ..evaluation import bi_encoder_measures
 from ..regression.data import ScoredPairs
 
 
@@ -65,11 +63,7 @@ def evaluate_embedding(
     sentence, one at a time, as the bi-encoder reads them."""
     metrics, cosines = similarity_metrics(model, data, batch_size)
     sentences = [*data.pairs.text_a, *data.pairs.text_b]
-    encoded = Dataset.from_dict(dict(tokenizer(sentences, truncation=True, max_length=max_length)))
-    measures: dict[str, float] = {}
-    for _ in eval_pass(underlying_transformer(model), tokenizer, encoded, measures, guide_config, batch_size):
-        pass
-    model.train(False)
+    measures = bi_encoder_measures(model, tokenizer, sentences, max_length, guide_config, batch_size)
     return EmbeddingEvaluation(cosines, {**metrics, **measures})
 
 

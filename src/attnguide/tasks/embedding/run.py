@@ -34,6 +34,7 @@ class EmbeddingRun:
 
     def __init__(self, options: EmbeddingOptions) -> None:
         self.options = options
+        self._zero_shot: dict[str, float] | None = None  # measured once per run (tune: every epoch)
 
     def read(self) -> list[str]:
         options = self.options
@@ -115,13 +116,11 @@ class EmbeddingRun:
             model, tokenizer, self.dev_data, options.max_length, options.guide, options.eval_batch_size
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
-        start = load_sentence_transformer(self.model_name, options.max_length)
-        zero_shot, _ = similarity_metrics(start, self.dev_data, options.eval_batch_size)
-        return {
-            **evaluation.metrics,
-            **{f"zero_shot_{k}": v for k, v in zero_shot.items()},
-            **final_train_losses(log_history),
-        }
+        if self._zero_shot is None:
+            start = load_sentence_transformer(self.model_name, options.max_length)
+            zero_shot, _ = similarity_metrics(start, self.dev_data, options.eval_batch_size)
+            self._zero_shot = {f"zero_shot_{k}": v for k, v in zero_shot.items()}
+        return {**evaluation.metrics, **self._zero_shot, **final_train_losses(log_history)}
 
     def record(self) -> dict:
         data = {}

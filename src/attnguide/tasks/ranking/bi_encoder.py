@@ -14,8 +14,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ...guiding.config import GuideConfig
-from ...models import load_sentence_transformer, underlying_transformer
-from ..evaluation import eval_pass
+from ...models import load_sentence_transformer
+from ..evaluation import bi_encoder_measures
 from .data import RankingData
 from .evaluation import RankingEvaluation
 from .metrics import Run, ranking_metrics
@@ -72,10 +72,7 @@ def evaluate_bi_encoder(
     run = cosine_run(model, data, batch_size)
     metrics = ranking_metrics(data.qrels, run, keep_unanswerable)
     texts = [*data.queries.values(), *(c.text for c in data.candidates)]
-    encoded = Dataset.from_dict(dict(tokenizer(texts, truncation=True, max_length=max_length)))
-    measures: dict[str, float] = {}
-    for _ in eval_pass(underlying_transformer(model), tokenizer, encoded, measures, guide_config, batch_size):
-        pass
+    measures = bi_encoder_measures(model, tokenizer, texts, max_length, guide_config, batch_size)
     return RankingEvaluation(run, {**metrics, **measures})
 
 

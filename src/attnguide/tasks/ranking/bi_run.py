@@ -16,25 +16,18 @@ from ...models import load_sentence_transformer
 from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
 from .bi_encoder import evaluate_bi_encoder, triplets
-from .options import RankingOptions
-from .run import _data_record, _read, dev_results
+from .run import RankerRun, _data_record
 
 logger = logging.getLogger("attnguide")
 
 
-class BiEncoderRankingRun:
+class BiEncoderRankingRun(RankerRun):
     """Reranking with a bi-encoder: queries and documents embedded apart, ranked by cosine."""
 
-    name = "ranking"
     adapter_task_type = "FEATURE_EXTRACTION"
 
-    def __init__(self, options: RankingOptions) -> None:
-        self.options = options
-
     def read(self) -> list[str]:
-        options = self.options
-        self.train_data = _read(options, options.train, options.train_run)
-        self.dev_data = _read(options, options.dev, options.dev_run)
+        self._read_data()
         return []
 
     def load_model(self, name: str, labels: list[str]) -> nn.Module:
@@ -76,7 +69,7 @@ class BiEncoderRankingRun:
                 model, tokenizer, dev_data, options.max_length, options.guide, options.eval_batch_size,
                 options.keep_unanswerable,
             )  # fmt: skip
-            metrics.update(dev_results(evaluation, dev_data, options, run_dir, self.model_name))
+            metrics.update(self._dev_results(evaluation, run_dir))
         metrics.update(final_train_losses(log_history))
         return metrics
 

@@ -36,21 +36,6 @@ def _read(options: RankingOptions, path: str | None, run: str | None) -> Ranking
     return read_ranking(path, options.ranking_format, options.queries, options.docs, run)
 
 
-def dev_results(
-    evaluation: RankingEvaluation, dev_data: RankingData, options: RankingOptions, run_dir: Path, start: str
-) -> dict[str, float]:
-    """A ranker's dev metrics, beside those of its starting model ``start`` used zero-shot where it is
-    a bi-encoder (said in the log); writes the dev predictions and TREC run into ``run_dir``."""
-    write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
-    write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
-    zero_shot = zero_shot_metrics(
-        start, dev_data, options.max_length, options.eval_batch_size, options.keep_unanswerable
-    )
-    metrics = {**evaluation.metrics, **zero_shot}
-    report_against_zero_shot(metrics)
-    return metrics
-
-
 def _data_record(data: RankingData, truncated: int) -> dict:
     """What run.json says about one data set."""
     return {
@@ -62,23 +47,52 @@ def _data_record(data: RankingData, truncated: int) -> dict:
     }
 
 
-class RankingRun:
+class RankerRun:
+    """What the cross- and the bi-encoder ranker share: the train and dev data, and the dev results
+    beside the starting model's zero-shot figures, which are measured once per run (``tune``
+    evaluates after every epoch)."""
+
+    name = "ranking"
+
+    def __init__(self, options: RankingOptions) -> None:
+        self.options = options
+        self._zero_shot: dict[str, float] | None = None
+
+    def _read_data(self) -> None:
+        options = self.options
+        self.train_data = _read(options, options.train, options.train_run)
+        self.dev_data = _read(options, options.dev, options.dev_run)
+
+    def _dev_results(self, evaluation: RankingEvaluation, run_dir: Path) -> dict[str, float]:
+        """The dev metrics and those of the starting model (``model_name``) used zero-shot where it is a
+        bi-encoder (said in the log); writes the dev predictions and TREC run into ``run_dir``."""
+        options, dev_data = self.options, self.dev_data
+        write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
+        write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
+        if self._zero_shot is None:
+            self._zero_shot = zero_shot_metrics(
+                self.model_name,
+                dev_data,
+                options.max_length,
+                options.eval_batch_size,
+                options.keep_unanswerable,
+            )
+        metrics = {**evaluation.metrics, **self._zero_shot}
+        report_against_zero_shot(metrics)
+        return metrics
+
+
+class RankingRun(RankerRun):
     """Reranking: (query, document) pairs scored by one output, trained pointwise or listwise.
 
     Listwise negatives are drawn per epoch (``ListwiseGroups``), so a resumed run of either kind
     matches an uninterrupted one.
     """
 
-    name = "ranking"
     adapter_task_type = "SEQ_CLS"
 
-    def __init__(self, options: RankingOptions) -> None:
-        self.options = options
-
     def read(self) -> list[str]:
-        options = self.options
-        self.train_data = _read(options, options.train, options.train_run)
-        self.dev_data = _read(options, options.dev, options.dev_run)
+        self._read_data()
         return ["relevance"]  # one output: the pair's score
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
@@ -142,7 +156,7 @@ class RankingRun:
                 options.eval_batch_size,
                 options.keep_unanswerable,
             )
-            metrics.update(dev_results(evaluation, dev_data, options, run_dir, self.model_name))
+            metrics.update(self._dev_results(evaluation, run_dir))
         metrics.update(final_train_losses(log_history))
         return metrics
 
