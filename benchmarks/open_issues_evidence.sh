@@ -29,13 +29,15 @@ queue_a() {  # issue 18 (rankers, embeddings), then issue 17's NCBI grid
   step ncbi attnguide compare --config benchmarks/grids/ncbi.yaml
 }
 
-queue_b() {  # issue 17 (regression, LoRA), issue 18's cross-encoder route, then issue 19's study
+queue_b() {  # issue 17 (regression, LoRA), issue 18's cross-encoder route, issue 19's study and curve
   step sick-relatedness attnguide compare --config benchmarks/grids/sick-relatedness.yaml
   step sick-lora attnguide compare --config benchmarks/grids/sick-lora.yaml
   step cross-encoder-sick python benchmarks/cross_encoder_sick.py --output-dir runs/cross-encoder-sick
   step tune-sick attnguide tune --train ../shared/data/sick/SICK_train.txt \
     --dev ../shared/data/sick/SICK_trial.txt --format sick --trials 30 --seeds 5 \
     --output-dir runs/tune-sick
+  step learning-curve python benchmarks/learning_curve.py --output-dir runs/learning-curve \
+    --tuned runs/tune-sick/results.json
 }
 
 case $which in

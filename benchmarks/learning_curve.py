@@ -1,0 +1,190 @@
+"""Does guiding help more when data is scarce? SICK entailment trained on fixed random subsets of
+SICK_train (500, 1,000, 2,000 and all 4,500 pairs by default), several seeds each, unguided, at the
+paper's default weights and, once ``attnguide tune`` has found one, at the tuned setting; accuracy
+on SICK_trial (dev) with Student-t intervals, paired against the unguided runs of the same seed.
+
+The subsets are nested (the first N pairs of one fixed shuffle, ``--subset-seed``), so every setting
+and seed sees the same pairs and a larger set contains the smaller ones. Each run is
+``attnguide train`` with ``--resume``, in ``OUTPUT/runs/n<size>/<setting>/seed<seed>``: a finished
+run is not run again and an interrupted one continues from its last checkpoint, so running the
+script again after a stop picks up where it was. Runs go seed by seed (every size and setting of
+seed 1, then of seed 2, ...), so the figure is usable before the last seed. Writes
+``OUTPUT/results.json``, ``OUTPUT/report.md`` and ``OUTPUT/learning-curve.png`` after every run.
+
+    python benchmarks/learning_curve.py --output-dir runs/learning-curve \
+        [--tuned runs/tune-sick/results.json] [-- extra attnguide train flags]
+
+``--tuned`` reads the best guided trial of a ``tune`` study on the same data; without it (or while
+the study has no finished guided trial) the tuned setting is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from attnguide.experiments.stats import paired_difference, summarize
+from attnguide.files import atomic_path, write_json, write_text
+from attnguide.guiding.registry import guide_settings
+from attnguide.rundir import is_complete_run
+
+BASELINE = "none"
+DEFAULTS = "defaults"
+TUNED = "tuned"
+
+
+def write_subsets(train: Path, sizes: list[int], subset_seed: int, folder: Path) -> dict[int, Path]:
+    """The nested subsets of ``train`` (header kept), written once and reused after that."""
+    lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
+    header, rows = lines[0], [line for line in lines[1:] if line.strip()]
+    if max(sizes) > len(rows):
+        sys.exit(f"{train}: {len(rows)} pairs, fewer than the largest --sizes ({max(sizes)})")
+    order = list(range(len(rows)))
+    random.Random(subset_seed).shuffle(order)
+    paths = {}
+    for size in sizes:
+        path = folder / f"train-{size}-seed{subset_seed}{train.suffix}"
+        if not path.is_file():
+            write_text(path, header + "".join(rows[i] for i in sorted(order[:size])))
+        paths[size] = path
+    return paths
+
+
+def tuned_flags(results: Path) -> tuple[list[str], str] | None:
+    """The train flags of the best guided trial in a ``tune`` results.json, and a description."""
+    if not results.is_file():
+        return None
+    best = json.loads(results.read_text(encoding="utf-8")).get("best_trial")
+    if not best:
+        return None
+    flags = ["--guide", best["guides"]]
+    for setting in guide_settings():
+        if setting.name in best:
+            flags += [setting.flag, str(best[setting.name])]
+    for key, flag in (("layers", "--layers"), ("scope", "--scope"), ("warmup_steps", "--guide-warmup-steps")):
+        if key in best:
+            flags += [flag, str(best[key])]
+    return flags, f"trial {best['trial']} of {results}: " + " ".join(flags)
+
+
+def train(run_dir: Path, subset: Path, args: argparse.Namespace, seed: int, flags: list[str]) -> dict:
+    """One ``attnguide train`` run (resumed where interrupted); its metrics."""
+    if not is_complete_run(run_dir):
+        command = [
+            sys.executable, "-m", "attnguide", "train", "--train", str(subset), "--dev", str(args.dev),
+            "--format", "sick", "--seed", str(seed), "--output-dir", str(run_dir), "--resume",
+            *flags, *args.train_flags,
+        ]  # fmt: skip
+        print(" ".join(command), flush=True)
+        started = time.monotonic()
+        subprocess.run(command, check=True)
+        print(f"{run_dir}: {time.monotonic() - started:.0f} s", flush=True)
+    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+
+
+def report(values: dict, settings: dict[str, str], metric: str, out: Path) -> None:
+    """results.json, report.md and the figure from the metric of every finished run."""
+    rows = []
+    for setting in settings:
+        for size, seeds in sorted(values.get(setting, {}).items()):
+            summary = summarize(list(seeds.values()))
+            paired = None
+            if setting != BASELINE:
+                paired = paired_difference(seeds, values.get(BASELINE, {}).get(size, {}))
+            rows.append({"setting": setting, "size": size, "values": seeds, "summary": asdict(summary),
+                         "paired_vs_none": asdict(paired) if paired else None})  # fmt: skip
+    write_json(out / "results.json", {"metric": metric, "settings": settings, "rows": rows})
+    lines = [
+        f"# Learning curve: SICK dev {metric} against training pairs",
+        "",
+        *(f"- **{name}**: {what}" for name, what in settings.items()),
+        "",
+        f"| pairs | setting | seeds | mean {metric} | 95% CI | Δ vs none | 95% CI of Δ | p (t) | verdict |",
+        "|---:|---|---:|---:|---|---:|---|---:|---|",
+    ]
+    for row in sorted(rows, key=lambda r: (r["size"], list(settings).index(r["setting"]))):
+        s, p = row["summary"], row["paired_vs_none"] or {}
+        lines.append(
+            f"| {row['size']} | {row['setting']} | {s['n']} | {_f(s['mean'])} | "
+            f"[{_f(s['ci_low'])}, {_f(s['ci_high'])}] | {_f(p.get('mean_diff'), '+.4f')} | "
+            f"[{_f(p.get('ci_low'), '+.4f')}, {_f(p.get('ci_high'), '+.4f')}] | {_f(p.get('t_p'), '.3g')} | "
+            f"{p.get('verdict', '')} |"
+        )
+    write_text(out / "report.md", "\n".join(lines) + "\n")
+    _figure(rows, settings, metric, out / "learning-curve.png")
+
+
+def _figure(rows: list[dict], settings: dict[str, str], metric: str, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for offset, setting in zip((0.97, 1.0, 1.03), settings, strict=False):
+        mine = sorted((r for r in rows if r["setting"] == setting), key=lambda r: r["size"])
+        if not mine:
+            continue
+        sizes = [r["size"] * offset for r in mine]  # a small shift keeps the error bars apart
+        means = [r["summary"]["mean"] for r in mine]
+        low = [r["summary"]["mean"] - (r["summary"]["ci_low"] or r["summary"]["mean"]) for r in mine]
+        high = [(r["summary"]["ci_high"] or r["summary"]["mean"]) - r["summary"]["mean"] for r in mine]
+        ax.errorbar(sizes, means, yerr=[low, high], marker="o", capsize=3, label=setting)
+    ax.set_xscale("log")
+    ax.set_xticks(sorted({r["size"] for r in rows}), [str(s) for s in sorted({r["size"] for r in rows})])
+    ax.minorticks_off()
+    ax.set_xlabel("SICK training pairs")
+    ax.set_ylabel(f"dev {metric} (mean, 95% t-interval)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def _f(value, spec: str = ".4f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/sick"))
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--sizes", nargs="+", type=int, default=[500, 1000, 2000, 4500])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
+    parser.add_argument("--subset-seed", type=int, default=0, help="the shuffle the subsets are cut from")
+    parser.add_argument("--tuned", type=Path, help="results.json of an attnguide tune study on SICK")
+    parser.add_argument("--metric", default="accuracy")
+    parser.add_argument("train_flags", nargs="*", help="after --: further attnguide train flags")
+    args = parser.parse_args()
+    args.dev = args.data / "SICK_trial.txt"
+    subsets = write_subsets(
+        args.data / "SICK_train.txt", args.sizes, args.subset_seed, args.output_dir / "data"
+    )
+    flags = {BASELINE: ["--guide", "none"], DEFAULTS: ["--guide", "mdg+pdg"]}
+    settings = {BASELINE: "unguided", DEFAULTS: "MDG+PDG at the paper's default weights"}
+    tuned = tuned_flags(args.tuned) if args.tuned else None
+    if tuned:
+        flags[TUNED], settings[TUNED] = tuned
+    elif args.tuned:
+        print(f"{args.tuned}: no finished guided trial yet; the tuned setting is left out", flush=True)
+    values: dict[str, dict[int, dict[int, float]]] = {}
+    for seed in args.seeds:
+        for size in args.sizes:
+            for setting, setting_flags in flags.items():
+                run_dir = args.output_dir / "runs" / f"n{size}" / setting / f"seed{seed}"
+                metrics = train(run_dir, subsets[size], args, seed, setting_flags)
+                values.setdefault(setting, {}).setdefault(size, {})[seed] = float(metrics[args.metric])
+                report(values, settings, args.metric, args.output_dir)
+    print((args.output_dir / "report.md").read_text(encoding="utf-8"))
+
+
+if __name__ == "__main__":
+    main()
