@@ -39,8 +39,11 @@ DEFAULTS = "defaults"
 TUNED = "tuned"
 
 
-def write_subsets(train: Path, sizes: list[int], subset_seed: int, folder: Path) -> dict[int, Path]:
-    """The nested subsets of ``train`` (header kept), written once and reused after that."""
+def write_subsets(
+    train: Path, sizes: list[int], subset_seed: int, folder: Path
+) -> tuple[dict[int, Path], int]:
+    """The nested subsets of ``train`` (header kept), written once and reused after that, and the
+    number of pairs in ``train``."""
     lines = train.read_text(encoding="utf-8").splitlines(keepends=True)
     header, rows = lines[0], [line for line in lines[1:] if line.strip()]
     if max(sizes) > len(rows):
@@ -53,11 +56,13 @@ def write_subsets(train: Path, sizes: list[int], subset_seed: int, folder: Path)
         if not path.is_file():
             write_text(path, header + "".join(rows[i] for i in sorted(order[:size])))
         paths[size] = path
-    return paths
+    return paths, len(rows)
 
 
-def tuned_flags(results: Path) -> tuple[list[str], str] | None:
-    """The train flags of the best guided trial in a ``tune`` results.json, and a description."""
+def tuned_flags(results: Path, share: float) -> tuple[list[str], str] | None:
+    """The train flags of the best guided trial in a ``tune`` results.json, and a description. The
+    study ran on the whole training set; on a subset holding ``share`` of it, the guide's warm-up is
+    scaled by ``share`` so that it covers the same part of training."""
     if not results.is_file():
         return None
     best = json.loads(results.read_text(encoding="utf-8")).get("best_trial")
@@ -67,9 +72,11 @@ def tuned_flags(results: Path) -> tuple[list[str], str] | None:
     for setting in guide_settings():
         if setting.name in best:
             flags += [setting.flag, str(best[setting.name])]
-    for key, flag in (("layers", "--layers"), ("scope", "--scope"), ("warmup_steps", "--guide-warmup-steps")):
+    for key, flag in (("layers", "--layers"), ("scope", "--scope")):
         if key in best:
             flags += [flag, str(best[key])]
+    if best.get("warmup_steps"):
+        flags += ["--guide-warmup-steps", str(round(best["warmup_steps"] * share))]
     return flags, f"trial {best['trial']} of {results}: " + " ".join(flags)
 
 
@@ -165,20 +172,23 @@ def main() -> None:
     parser.add_argument("train_flags", nargs="*", help="after --: further attnguide train flags")
     args = parser.parse_args()
     args.dev = args.data / "SICK_trial.txt"
-    subsets = write_subsets(
+    subsets, full = write_subsets(
         args.data / "SICK_train.txt", args.sizes, args.subset_seed, args.output_dir / "data"
     )
-    flags = {BASELINE: ["--guide", "none"], DEFAULTS: ["--guide", "mdg+pdg"]}
+    flags = {size: {BASELINE: ["--guide", "none"], DEFAULTS: ["--guide", "mdg+pdg"]} for size in args.sizes}
     settings = {BASELINE: "unguided", DEFAULTS: "MDG+PDG at the paper's default weights"}
-    tuned = tuned_flags(args.tuned) if args.tuned else None
-    if tuned:
-        flags[TUNED], settings[TUNED] = tuned
-    elif args.tuned:
-        print(f"{args.tuned}: no finished guided trial yet; the tuned setting is left out", flush=True)
+    if args.tuned:
+        tuned = tuned_flags(args.tuned, 1.0)
+        if tuned is None:
+            print(f"{args.tuned}: no finished guided trial yet; the tuned setting is left out", flush=True)
+        else:
+            settings[TUNED] = tuned[1] + " (guide warm-up scaled by the subset's share of the pairs)"
+            for size in args.sizes:
+                flags[size][TUNED] = tuned_flags(args.tuned, size / full)[0]
     values: dict[str, dict[int, dict[int, float]]] = {}
     for seed in args.seeds:
         for size in args.sizes:
-            for setting, setting_flags in flags.items():
+            for setting, setting_flags in flags[size].items():
                 run_dir = args.output_dir / "runs" / f"n{size}" / setting / f"seed{seed}"
                 metrics = train(run_dir, subsets[size], args, seed, setting_flags)
                 values.setdefault(setting, {}).setdefault(size, {})[seed] = float(metrics[args.metric])
