@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
@@ -20,8 +21,9 @@ from tiny import tiny_bert
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
+from attnguide.experiments import tune
 from attnguide.experiments.demo import make_dataset
-from attnguide.experiments.tune import SearchSpace, report_evaluation
+from attnguide.experiments.tune import SearchSpace, heartbeat, report_evaluation
 from attnguide.files import write_jsonl
 
 KILLER = str(Path(__file__).parents[1] / "killer.py")
@@ -232,6 +234,45 @@ def test_two_workers_share_one_postgresql_study(tiny_model_dir, nli, tmp_path, p
         )
     )
     assert_exactly(study_of(out, postgres).trials, 3)
+
+
+def test_a_trial_whose_worker_elsewhere_went_silent_is_failed_and_run_again(
+    tiny_model_dir, nli, tmp_path, monkeypatch
+) -> None:
+    """On a database shared by several machines, a worker's death cannot be seen from another
+    machine; its trial is taken for dead once it sends no heartbeat for the grace period."""
+    out, storage = tmp_path / "study", f"sqlite:///{tmp_path / 'study.db'}"
+    argv = tune_args(tiny_model_dir, nli, out, "--trials", "2", "--no-confirm", "--storage", storage)
+    env = {**os.environ, "KILL_STEP": "2", "KILL_ONLY_IN": "trial-1"}
+    killed = subprocess.run([sys.executable, KILLER, *argv], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    study = study_of(out, storage)
+    [running] = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    # as if it ran on another machine, where this one cannot look for its process
+    study._storage.set_trial_user_attr(running._trial_id, "worker", {"host": "elsewhere", "pid": 1})
+    monkeypatch.setattr(tune, "GRACE_SECONDS", 2)
+    time.sleep(2.5)  # its one heartbeat, at the start of the trial, is now older than the grace period
+    assert main(argv) == 0
+    trials = study_of(out, storage).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE"]
+    assert trials[2].user_attrs["retry_of"] == 1 and trials[2].params == trials[1].params
+    reason = json.loads((out / "results.json").read_text())["trials"][1]["reason"]
+    assert reason == "its worker on elsewhere sent no heartbeat for 2 s: run again"
+
+
+def test_a_running_trial_keeps_its_heartbeat(tmp_path) -> None:
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=2
+    )
+    study = optuna.create_study(storage=storage)
+    alive, silent = study.ask(), study.ask()
+    for trial in (alive, silent):  # both beat once; then only the alive one's worker goes on
+        storage.record_heartbeat(trial._trial_id)
+    with heartbeat(study, alive._trial_id):
+        time.sleep(3)
+        optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state.name for t in study.get_trials()}
+    assert states == {alive.number: "RUNNING", silent.number: "FAIL"}
 
 
 def test_an_unreachable_storage_is_one_line(tiny_model_dir, nli, tmp_path, capsys) -> None:

@@ -8,7 +8,9 @@ successive halving) stops trials that cannot catch up. The study lives in an Opt
 default a journal file in the output directory, so that the same command run again continues it,
 or any database Optuna supports (``--storage``), which several workers share. Trials are created
 once, when the study is, so that workers together run exactly the number asked for and none twice;
-a trial whose worker died (on this machine) is marked failed and run again.
+a trial whose worker died is marked failed and run again: at once where the worker ran on this
+machine, and, in a database shared by several machines, once its worker has sent no heartbeat for
+``GRACE_SECONDS``.
 
 After the search, the best setting on dev and the baseline are trained again with fresh seeds and
 compared with ``compare``'s paired statistics and verdict rule; only then, where a test file is
@@ -25,9 +27,11 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +46,11 @@ from ..rundir import is_complete_run
 from .stats import METHODS, paired_difference, summarize
 
 logger = logging.getLogger("attnguide")
+
+HEARTBEAT_SECONDS = 60
+"""How often a worker on a database storage tells the study that its running trial is alive."""
+GRACE_SECONDS = 600
+"""A running trial without a heartbeat for this long is taken for one whose worker died."""
 
 GENERAL = ("guides", "layers", "scope", "guide_warmup_steps")
 DEFAULT_SPACE: dict[str, Any] = {
@@ -277,10 +286,29 @@ def _storage(settings: TuneSettings) -> Any:
     if settings.storage is None:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(settings.output_dir / "study.journal")))
-    try:
-        return optuna.storages.RDBStorage(settings.storage)
-    except Exception as error:  # the database's own errors: any of them means no study
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    attempts = 3
+    for attempt in range(1, attempts + 1):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    settings.storage,
+                    heartbeat_interval=HEARTBEAT_SECONDS,
+                    grace_period=GRACE_SECONDS,
+                    heartbeat_stale_trial_callback=_retry_silent_trial,
+                )
+        except (IntegrityError, ProgrammingError) as error:
+            # workers starting together on a new database race to create its tables: the loser's
+            # CREATE TABLE fails on the winner's, and the tables are there a moment later
+            failure = error
+            if attempt < attempts:
+                time.sleep(attempt)
+                continue
+        except Exception as error:  # the database's own errors: any of them means no study
+            failure = error
+        reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
         raise AttnguideError(f"--storage {settings.storage}: cannot open the study ({reason})") from None
 
 
@@ -308,7 +336,8 @@ def _worker() -> dict[str, Any]:
 
 
 def fail_abandoned_trials(study: Any) -> int:
-    """Mark failed, and enqueue again, the running trials whose worker on this machine is gone."""
+    """Mark failed, and enqueue again, the running trials whose worker is gone: on this machine, a
+    worker process that no longer runs; on a database storage, one silent for ``GRACE_SECONDS``."""
     import optuna
 
     from .runner import _running
@@ -320,10 +349,56 @@ def fail_abandoned_trials(study: Any) -> int:
         if worker.get("host") == here and not _running(worker.get("pid", -1), worker.get("started")):
             optuna.Trial(study, trial._trial_id).set_user_attr("reason", "its worker stopped: run again")
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            attrs = {k: v for k, v in trial.user_attrs.items() if k in ("baseline",)}
-            study.enqueue_trial(trial.params, user_attrs={**attrs, "retry_of": trial.number})
+            _enqueue_retry(study, trial, {})
             failed += 1
-    return failed
+    before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # calls _retry_silent_trial for each
+    return failed + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))) - before
+
+
+def _retry_silent_trial(study: Any, trial: Any) -> None:
+    """Optuna's callback for a trial it failed for want of heartbeats: run it again. The failed trial
+    can take no attribute any more, so the reason goes on the retry (``write_results`` shows it on
+    both)."""
+    host = trial.user_attrs.get("worker", {}).get("host", "another machine")
+    reason = f"its worker on {host} sent no heartbeat for {GRACE_SECONDS} s: run again"
+    _enqueue_retry(study, trial, {"retry_reason": reason})
+
+
+def _enqueue_retry(study: Any, trial: Any, attrs: dict[str, Any]) -> None:
+    kept = {k: v for k, v in trial.user_attrs.items() if k in ("baseline",)}
+    study.enqueue_trial(trial.params, user_attrs={**kept, **attrs, "retry_of": trial.number})
+
+
+@contextmanager
+def heartbeat(study: Any, trial_id: int) -> Iterator[None]:
+    """While the block runs, record the trial's heartbeat in a storage that takes them (a database
+    with ``heartbeat_interval``), so that other workers can tell it from one whose worker died."""
+    storage = study._storage
+    interval = getattr(storage, "get_heartbeat_interval", lambda: None)()
+    if interval is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as error:  # a database hiccup: the next beat may get through
+                logger.warning("trial heartbeat not recorded (%s)", str(error).splitlines()[0])
+            if stop.wait(interval):
+                return
+
+    thread = threading.Thread(target=beat, name="attnguide-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 TrialOptions = Callable[[dict[str, Any], int, Path], Any]
@@ -335,11 +410,7 @@ def run_study(settings: TuneSettings, task: Any, trial_options: TrialOptions) ->
     import optuna
     from tqdm import tqdm
 
-    from ..training.pipeline import run_training
-
     study = open_study(settings)
-    if fail_abandoned_trials(study):
-        logger.warning("trials whose worker stopped were marked failed and will run again")
     started = time.monotonic()
     seed = settings.identity.get("seed", 42)
     done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False) if t.state.name != "FAIL")
@@ -347,32 +418,44 @@ def run_study(settings: TuneSettings, task: Any, trial_options: TrialOptions) ->
         total=settings.trials, initial=done, unit="trial", disable=not logger.isEnabledFor(logging.INFO)
     )
     while settings.timeout is None or time.monotonic() - started < settings.timeout:
+        if fail_abandoned_trials(study):
+            logger.warning("trials whose worker stopped were marked failed and will run again")
         trial_id = study._pop_waiting_trial_id()  # atomic in every storage: no trial runs twice
         if trial_id is None:
             break
-        trial = optuna.Trial(study, trial_id)
-        trial.set_user_attr("worker", _worker())
-        baseline = trial.user_attrs.get("baseline", False)
-        guide = {"guides": "none"} if baseline else settings.space.suggest(trial)
-        trial.set_user_attr("guide", guide)
-        options = trial_options(guide, seed, settings.output_dir / "trials" / f"trial-{trial.number}")
-        run = task.start(options)
-        try:
-            metrics = run_training(options, run, callbacks=[report_evaluation(trial, run, settings.metric)])
-            value = float(metrics[settings.metric])
-        except optuna.TrialPruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            _summary(trial.number, "pruned", trial.user_attrs.get("reason", ""))
-        except (AttnguideError, KeyError, ValueError, RuntimeError) as error:
-            trial.set_user_attr("reason", str(error).splitlines()[0] if str(error) else type(error).__name__)
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            _summary(trial.number, "failed", trial.user_attrs["reason"])
-        else:
-            study.tell(trial, value)
-            _summary(trial.number, f"dev {settings.metric} {value:.4f}", _describe(guide))
+        with heartbeat(study, trial_id):  # from the moment the trial is this worker's
+            _run_trial(optuna.Trial(study, trial_id), settings, task, trial_options, seed)
         bar.update(1)
     bar.close()
     return study
+
+
+def _run_trial(trial: Any, settings: TuneSettings, task: Any, trial_options: TrialOptions, seed: int) -> None:
+    """Train one trial's setting and tell the study how it ended: its dev metric, pruned or failed."""
+    import optuna
+
+    from ..training.pipeline import run_training
+
+    study = trial.study
+    trial.set_user_attr("worker", _worker())
+    baseline = trial.user_attrs.get("baseline", False)
+    guide = {"guides": "none"} if baseline else settings.space.suggest(trial)
+    trial.set_user_attr("guide", guide)
+    options = trial_options(guide, seed, settings.output_dir / "trials" / f"trial-{trial.number}")
+    run = task.start(options)
+    try:
+        metrics = run_training(options, run, callbacks=[report_evaluation(trial, run, settings.metric)])
+        value = float(metrics[settings.metric])
+    except optuna.TrialPruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        _summary(trial.number, "pruned", trial.user_attrs.get("reason", ""))
+    except (AttnguideError, KeyError, ValueError, RuntimeError) as error:
+        trial.set_user_attr("reason", str(error).splitlines()[0] if str(error) else type(error).__name__)
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _summary(trial.number, "failed", trial.user_attrs["reason"])
+    else:
+        study.tell(trial, value)
+        _summary(trial.number, f"dev {settings.metric} {value:.4f}", _describe(guide))
 
 
 def _summary(number: int, outcome: str, detail: str) -> None:
@@ -453,7 +536,12 @@ def write_results(settings: TuneSettings, study: Any, confirmation: dict[str, An
     the verdict line."""
     out = settings.output_dir
     trials = study.get_trials(deepcopy=False)
-    rows = [_trial_row(t, settings.metric) for t in trials]
+    retried = {
+        t.user_attrs["retry_of"]: t.user_attrs.get("retry_reason")
+        for t in trials
+        if "retry_of" in t.user_attrs
+    }
+    rows = [_trial_row(t, settings.metric, retried.get(t.number)) for t in trials]
     buffer = io.StringIO()
     keys = {key for row in rows for key in row}
     names = [*(k for k in _FIRST if k in keys), *sorted(keys - set(_FIRST))]
@@ -487,7 +575,8 @@ def write_results(settings: TuneSettings, study: Any, confirmation: dict[str, An
 _FIRST = ("trial", "state", "value", "baseline", "guides", "reason")
 
 
-def _trial_row(trial: Any, metric: str) -> dict[str, Any]:
+def _trial_row(trial: Any, metric: str, reason: str | None = None) -> dict[str, Any]:
+    """A trial as a row of trials.csv; ``reason`` where it failed for a reason its retry carries."""
     guide = trial.user_attrs.get("guide", {})
     return {
         "trial": trial.number,
@@ -495,7 +584,7 @@ def _trial_row(trial: Any, metric: str) -> dict[str, Any]:
         "value": trial.value,
         "baseline": bool(trial.user_attrs.get("baseline")),
         **guide,
-        "reason": trial.user_attrs.get("reason", ""),
+        "reason": trial.user_attrs.get("reason") or reason or "",
         "seconds": round(trial.duration.total_seconds(), 1) if trial.duration else None,
         **{k: v for k, v in trial.user_attrs.items() if k.startswith(f"dev_{metric}_epoch")},
     }
