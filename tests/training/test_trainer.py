@@ -72,7 +72,7 @@ def test_reentrant_checkpointing_is_refused_not_trained_without_guiding(tmp_path
         train(tmp_path, GuidedTrainer, tiny_bert(), reentrant=True, guide_config=guide)
 
 
-def test_warmup_ramp_starts_from_zero(tmp_path) -> None:
+def test_warmup_ramp_starts_from_zero(tmp_path, caplog) -> None:
     _, plain = train(tmp_path, Trainer, tiny_bert(dropout=0.0))
     _, ramped = train(
         tmp_path,
@@ -84,3 +84,5 @@ def test_warmup_ramp_starts_from_zero(tmp_path) -> None:
         tmp_path, GuidedTrainer, tiny_bert(dropout=0.0), guide_config=GuideConfig(mdg_weight=1, pdg_weight=1)
     )
     assert (ramped - plain).abs().max() < (full - plain).abs().max()
+    warned = [r.getMessage() for r in caplog.records if "guide warm-up" in r.getMessage()]
+    assert len(warned) == 1 and "longer than this run" in warned[0]  # the ramped run's, not the full one's

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from ..capture.routes import make_capture
 from ..errors import AttentionCaptureError, AttnguideError
@@ -15,9 +16,29 @@ from ..guiding.guides import MapInputs
 from ..guiding.patterns import PatternTokens
 from .options import NONFINITE_POLICIES
 
+logger = logging.getLogger("attnguide")
+
 
 class NonFiniteLossError(AttnguideError):
     """A training loss became NaN or infinite."""
+
+
+class WarmupOutlastsRun(TrainerCallback):
+    """Warns when training starts if the guide weights' warm-up is longer than the run, so that they
+    never reach the values the user set."""
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if 0 < state.max_steps < self.warmup_steps:
+            logger.warning(
+                "the guide warm-up (%d steps) is longer than this run (%d steps): the guide weights "
+                "reach only %.0f%% of their values",
+                self.warmup_steps,
+                state.max_steps,
+                100 * state.max_steps / self.warmup_steps,
+            )
 
 
 class GuidedTrainer(Trainer):
@@ -62,6 +83,8 @@ class GuidedTrainer(Trainer):
             self.pattern_tokens = PatternTokens.from_tokenizer(self.processing_class)
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_steps = 0
+        if self.capture is not None and self.guide_config.warmup_steps:
+            self.add_callback(WarmupOutlastsRun(self.guide_config.warmup_steps))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
