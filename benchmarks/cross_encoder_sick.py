@@ -24,6 +24,8 @@ from pathlib import Path
 
 from scipy.stats import pearsonr, spearmanr
 
+from attnguide.experiments.stats import paired_difference
+
 
 def read_sick(path: Path) -> tuple[list[list[str]], list[float]]:
     """(sentence A, sentence B) pairs and relatedness scores of a SICK file."""
@@ -116,6 +118,16 @@ def main() -> None:
             f"| {guides} | {statistics.mean(pearson):.4f} ± {spread:.4f} | "
             f"{statistics.mean(spearman):.4f} | {seeds} |"
         )
+    baseline = {r["seed"]: r["pearson"] for r in results if r["guides"] == "none"}
+    for guides in args.guides:
+        if guides != "none" and baseline:
+            values = {r["seed"]: r["pearson"] for r in results if r["guides"] == guides}
+            paired = paired_difference(values, baseline)
+            print(
+                f"\n{guides} against none, Pearson, paired over {paired.n} seeds (compare's rule): "
+                f"Δ {paired.mean_diff:+.4f}, 95% bootstrap interval [{paired.ci_low:+.4f}, "
+                f"{paired.ci_high:+.4f}], paired t-test p {paired.t_p:.3g}: {paired.verdict}"
+            )
 
 
 if __name__ == "__main__":
