@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,62 @@ def test_train_and_eval_a_regressor(tiny_model_dir, tmp_path, capsys) -> None:
         if "num_labels" in config
         else True
     )
+
+
+def test_a_regressor_trained_with_binary_cross_entropy(tiny_model_dir, tmp_path, capsys) -> None:
+    """``--regression-loss bce``: the output is the logit of the scaled score, so every prediction
+    lies in the range, ``eval`` scores as the run did, and sentence-transformers' ``CrossEncoder``
+    (sigmoid on one output) predicts the same scores scaled to 0-1."""
+    from sentence_transformers import CrossEncoder
+
+    rows = [(f"A cat number {i}.", f"A dog number {i % 4}.", 1 + (i % 5)) for i in range(24)]
+    data = tmp_path / "train.csv"
+    data.write_text("s1,s2,y\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows), encoding="utf-8")
+    columns = ["--text-a", "s1", "--text-b", "s2", "--label", "y", "--max-length", "32"]
+    argv = ["-q", "train", "--task", "regression", "--model", tiny_model_dir, "--train", str(data)]
+    argv += ["--dev", str(data), *columns, "--epochs", "1", "--batch-size", "8", "--lr", "1e-3"]
+    assert main([*argv, "--regression-loss", "bce", "--output-dir", str(tmp_path / "none")]) == 2
+    assert "--regression-loss bce needs --label-range LOW HIGH" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+    out = tmp_path / "run"
+    assert main([*argv, "--regression-loss", "bce", "--label-range", "1", "5", "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    predictions = tmp_path / "p.jsonl"
+    assert (
+        main(["-q", "eval", "--model", str(out), "--data", str(data), *columns, "--output", str(predictions)])
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["pearson"] == pytest.approx(metrics["pearson"])
+    predicted = [json.loads(line)["prediction"] for line in predictions.read_text().splitlines()]
+    assert all(1 < p < 5 for p in predicted) and len(set(predicted)) > 1
+    scaled = CrossEncoder(str(out), max_length=32).predict([(a, b) for a, b, _ in rows])
+    assert [(p - 1) / 4 for p in predicted] == pytest.approx(scaled.tolist(), abs=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce"])
+def test_the_regression_loss_reaches_the_trainer(tiny_model_dir, tmp_path, loss) -> None:
+    import torch
+    from transformers import AutoTokenizer
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    from attnguide.tasks.regression.options import RegressionOptions
+    from attnguide.tasks.regression.run import RegressionRun
+
+    (tmp_path / "t.csv").write_text("s1,s2,y\nA cat.,A dog.,2\nA cat.,A cow.,4\n", encoding="utf-8")
+    options = RegressionOptions(
+        output_dir=str(tmp_path / "run"),
+        train=str(tmp_path / "t.csv"),
+        columns=Columns(text_a="s1", text_b="s2", label="y"),
+        label_range=(1.0, 5.0),
+        regression_loss=loss,
+    )
+    run = RegressionRun(options)
+    run.read()
+    setup = run.encode(AutoTokenizer.from_pretrained(tiny_model_dir), {"score": 0})
+    assert setup.dataset["labels"] == [0.25, 0.75]
+    if loss == "mse":
+        assert setup.compute_loss is None  # the model's own: transformers' regression head, MSE
+    else:
+        outputs = SequenceClassifierOutput(logits=torch.zeros(2, 1))
+        assert float(setup.compute_loss(outputs, torch.tensor([0.25, 0.75]))) == pytest.approx(math.log(2))

@@ -34,14 +34,17 @@ def evaluate_scores(
     label_range: tuple[float, float] | None = None,
     guide_config: GuideConfig | None = None,
     batch_size: int = 64,
+    sigmoid: bool = False,
 ) -> ScoreEvaluation:
     """Score every pair and measure the scores against the gold ones (``regression_metrics``), with
-    the attention measures of the same pass."""
+    the attention measures of the same pass. ``sigmoid``: the model was trained with
+    ``--regression-loss bce``, so its output is the logit of the scaled score."""
     dataset = encode_pairs(data.pairs, tokenizer, max_length)
     predictions: list[float] = []
     measures: dict[str, float] = {}
     for logits, _ in eval_pass(model, tokenizer, dataset, measures, guide_config, batch_size):
-        predictions += [unscale(v, label_range) for v in logits[:, 0].tolist()]
+        outputs = logits[:, 0].sigmoid() if sigmoid else logits[:, 0]
+        predictions += [unscale(v, label_range) for v in outputs.tolist()]
     metrics = regression_metrics(data.scores, predictions)
     metrics.update(measures)
     return ScoreEvaluation(predictions, metrics)

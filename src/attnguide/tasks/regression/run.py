@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from ...files import write_jsonl
@@ -19,9 +20,17 @@ from .options import RegressionOptions
 logger = logging.getLogger("attnguide")
 
 
+def bce_on_scores(outputs, labels, num_items_in_batch=None):
+    """Binary cross-entropy of the one output's sigmoid against scores scaled to 0-1 (the Trainer's
+    ``compute_loss_func``)."""
+    logits = outputs.logits[:, 0]
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
 class RegressionRun:
     """Scores: a one-output head trained with mean squared error (transformers' regression problem
-    type), on scores scaled to 0-1 where ``--label-range`` gives their bounds."""
+    type), on scores scaled to 0-1 where ``--label-range`` gives their bounds; or, with
+    ``--regression-loss bce``, with binary cross-entropy of its sigmoid against those scaled scores."""
 
     name = "regression"
     adapter_task_type = "SEQ_CLS"
@@ -75,6 +84,7 @@ class RegressionRun:
             collator=DataCollatorWithPadding(tokenizer),
             batch_size=options.batch_size,
             eval_dataset=dev_set,
+            compute_loss=bce_on_scores if options.regression_loss == "bce" else None,
         )
 
     def evaluate(
@@ -95,6 +105,7 @@ class RegressionRun:
             options.label_range,
             options.guide,
             options.eval_batch_size,
+            sigmoid=options.regression_loss == "bce",
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
         return evaluation.metrics

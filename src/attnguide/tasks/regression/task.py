@@ -14,7 +14,7 @@ from ..pairs.data import SCORE_FORMATS
 from ..protocol import TaskOption
 from ..readers import Columns
 from .metrics import REGRESSION_METRICS
-from .options import RegressionOptions, check_label_range
+from .options import LOSSES, RegressionOptions, check_label_range
 
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
@@ -50,11 +50,28 @@ class RegressionTask:
     formats = SCORE_FORMATS
     format_option = "format"
     takes_columns = True
-    options = (LABEL_RANGE,)
+    options = (
+        LABEL_RANGE,
+        TaskOption(
+            "--regression-loss",
+            {
+                "choices": LOSSES,
+                "default": "mse",
+                "help": "mse: mean squared error of the output (default); bce: binary cross-entropy of "
+                "its sigmoid against the scores scaled by --label-range (sentence-transformers' recipe "
+                "for cross-encoders on scores)",
+            },
+            ("train",),
+        ),
+    )
 
     def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> RegressionOptions:
         return RegressionOptions(
-            **common, format=args.format, columns=Columns.from_args(args), label_range=label_range_of(args)
+            **common,
+            format=args.format,
+            columns=Columns.from_args(args),
+            label_range=label_range_of(args),
+            regression_loss=args.regression_loss,
         )
 
     def start(self, options: TrainOptions) -> TaskRun:
@@ -79,8 +96,9 @@ class RegressionTask:
         model = load_model(args.model, attn_implementation="eager", problem_type="regression")
         check_max_length(args.model, model, tokenizer, args.max_length)
         guide = trained_guide(args.model)
+        sigmoid = trained.get("regression_loss") == "bce"
         evaluation = evaluate_scores(
-            model, tokenizer, data, args.max_length, label_range, guide, args.batch_size
+            model, tokenizer, data, args.max_length, label_range, guide, args.batch_size, sigmoid
         )
         write_jsonl(files.predictions, prediction_rows(data, evaluation))
         return files.write_metrics(evaluation.metrics)
