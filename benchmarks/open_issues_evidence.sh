@@ -21,12 +21,13 @@ step() {  # step NAME COMMAND...: run one step, log its start, end and exit stat
   echo "$(date -u +%FT%TZ) end $name rc=$?" >>"$log_dir/steps.log"
 }
 
-queue_a() {  # issue 18 (rankers, embeddings), then issue 17's NCBI grid
+queue_a() {  # issue 18 (rankers, embeddings), issue 17's NCBI grid, regression with BCE
   step trecqa-bi attnguide compare --config benchmarks/grids/trecqa-bi.yaml
   step trecqa-cross attnguide compare --config benchmarks/grids/trecqa-cross.yaml
   step sick-embedding attnguide compare --config benchmarks/grids/sick-embedding.yaml
   step sick-embedding-mnrl attnguide compare --config benchmarks/grids/sick-embedding-mnrl.yaml
   step ncbi attnguide compare --config benchmarks/grids/ncbi.yaml
+  step sick-relatedness-bce attnguide compare --config benchmarks/grids/sick-relatedness-bce.yaml
 }
 
 queue_b() {  # issue 17 (regression, LoRA), issue 18's cross-encoder route, issue 19's study and curve
