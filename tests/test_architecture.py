@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -21,10 +22,16 @@ def test_import_contracts_hold() -> None:
 
     cwd = os.getcwd()
     os.chdir(ROOT)
+    # import-linter configures logging with dictConfig, which disables every logger that exists,
+    # attnguide's too, for the rest of the test session: put them back as they were
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    disabled = [logger.disabled for logger in loggers]
     try:
         assert lint_imports(no_cache=True) == 0
     finally:
         os.chdir(cwd)
+        for logger, was in zip(loggers, disabled, strict=True):
+            logger.disabled = was
 
 
 PROBE = """

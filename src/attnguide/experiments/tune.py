@@ -293,12 +293,17 @@ def _storage(settings: TuneSettings) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     settings.storage,
                     heartbeat_interval=HEARTBEAT_SECONDS,
                     grace_period=GRACE_SECONDS,
                     heartbeat_stale_trial_callback=_retry_silent_trial,
                 )
+            # a new database's schema is set up by Alembic, whose logging set-up (where the root
+            # logger has no handler: a program that never configured logging) disables every
+            # logger that exists; attnguide's must go on reporting the trials
+            logger.disabled = False
+            return storage
         except (IntegrityError, ProgrammingError) as error:
             # workers starting together on a new database race to create its tables: the loser's
             # CREATE TABLE fails on the winner's, and the tables are there a moment later
