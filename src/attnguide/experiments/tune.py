@@ -288,7 +288,7 @@ def _storage(settings: TuneSettings) -> Any:
         return JournalStorage(JournalFileBackend(str(settings.output_dir / "study.journal")))
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    attempts = 3
+    attempts, logging_on = 3, not logger.disabled
     for attempt in range(1, attempts + 1):
         try:
             with warnings.catch_warnings():
@@ -301,8 +301,8 @@ def _storage(settings: TuneSettings) -> Any:
                 )
             # a new database's schema is set up by Alembic, whose logging set-up (where the root
             # logger has no handler: a program that never configured logging) disables every
-            # logger that exists; attnguide's must go on reporting the trials
-            logger.disabled = False
+            # logger that exists; attnguide's must go on reporting the trials as before
+            logger.disabled = not logging_on
             return storage
         except (IntegrityError, ProgrammingError) as error:
             # workers starting together on a new database race to create its tables: the loser's
@@ -342,7 +342,8 @@ def _worker() -> dict[str, Any]:
 
 def fail_abandoned_trials(study: Any) -> int:
     """Mark failed, and enqueue again, the running trials whose worker is gone: on this machine, a
-    worker process that no longer runs; on a database storage, one silent for ``GRACE_SECONDS``."""
+    worker process that no longer runs (counted in the result); on a database storage, one silent
+    for ``GRACE_SECONDS`` (Optuna fails those and calls ``_retry_silent_trial``, which says so)."""
     import optuna
 
     from .runner import _running
@@ -356,11 +357,10 @@ def fail_abandoned_trials(study: Any) -> int:
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
             _enqueue_retry(study, trial, {})
             failed += 1
-    before = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,)))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # calls _retry_silent_trial for each
-    return failed + len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.FAIL,))) - before
+        optuna.storages.fail_stale_trials(study)
+    return failed
 
 
 def _retry_silent_trial(study: Any, trial: Any) -> None:
@@ -369,6 +369,7 @@ def _retry_silent_trial(study: Any, trial: Any) -> None:
     both)."""
     host = trial.user_attrs.get("worker", {}).get("host", "another machine")
     reason = f"its worker on {host} sent no heartbeat for {GRACE_SECONDS} s: run again"
+    logger.warning("trial %d: %s", trial.number, reason)
     _enqueue_retry(study, trial, {"retry_reason": reason})
 
 
