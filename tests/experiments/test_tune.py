@@ -179,6 +179,77 @@ def test_two_workers_share_one_study_file(tiny_model_dir, nli, tmp_path) -> None
     assert sorted(p.name for p in (out / "trials").iterdir()) == [f"trial-{i}" for i in range(4)]
 
 
+def confirmation_of(out: Path, seeds: str) -> list:
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(out / "study.journal")))
+    return optuna.load_study(study_name=f"attnguide-confirmation-seeds-{seeds}", storage=storage).trials
+
+
+def test_two_workers_share_the_confirmation_and_each_run_is_trained_once(
+    tiny_model_dir, nli, tmp_path
+) -> None:
+    out = tmp_path / "study"
+    run_workers(tune_args(tiny_model_dir, nli, out, "--trials", "2", "--seeds", "2", "--pruner", "none"))
+    assert_exactly(study_of(out).trials, 2)
+    runs = confirmation_of(out, "4-5")
+    assert [t.state.name for t in runs] == ["COMPLETE"] * 4
+    assert sorted((t.user_attrs["setting"], t.user_attrs["seed"]) for t in runs) == [
+        ("baseline", 4), ("baseline", 5), ("best", 4), ("best", 5)
+    ]  # fmt: skip
+    results = json.loads((out / "results.json").read_text())
+    assert results["confirmation"]["dev"]["best"]["values"] == {"4": runs[2].value, "5": runs[3].value}
+
+
+def test_a_killed_confirmation_run_is_run_again_and_the_others_are_kept(
+    tiny_model_dir, nli, tmp_path
+) -> None:
+    out = tmp_path / "study"
+    argv = tune_args(tiny_model_dir, nli, out, "--trials", "2", "--seeds", "2")
+    env = {**os.environ, "KILL_STEP": "2", "KILL_ONLY_IN": "seed5"}
+    killed = subprocess.run([sys.executable, KILLER, *argv], env=env, capture_output=True)
+    assert killed.returncode == -signal.SIGKILL
+    finished = (out / "confirm" / "baseline" / "seed4" / "run.json").stat().st_mtime_ns
+    assert main(argv) == 0
+    runs = confirmation_of(out, "4-5")
+    assert [(t.user_attrs["setting"], t.user_attrs["seed"], t.state.name) for t in runs] == [
+        ("baseline", 4, "COMPLETE"), ("baseline", 5, "FAIL"), ("best", 4, "COMPLETE"),
+        ("best", 5, "COMPLETE"), ("baseline", 5, "COMPLETE"),
+    ]  # fmt: skip
+    assert (
+        runs[1].user_attrs["reason"] == "its worker stopped: run again"
+        and runs[4].user_attrs["retry_of"] == 1
+    )
+    assert (out / "confirm" / "baseline" / "seed4" / "run.json").stat().st_mtime_ns == finished
+    assert json.loads((out / "results.json").read_text())["confirmation"]["paired"]["n"] == 2
+
+
+def test_a_failed_confirmation_run_stops_the_worker_and_runs_next_time(
+    tiny_model_dir, nli, tmp_path, monkeypatch, capsys
+) -> None:
+    import attnguide.training.pipeline as pipeline
+
+    out = tmp_path / "study"
+    argv = tune_args(tiny_model_dir, nli, out, "--trials", "2", "--seeds", "2")
+    real = pipeline.run_training
+
+    def full_disk(options, run, callbacks=()):
+        if options.output_dir.endswith("best/seed4"):
+            raise AttnguideError("no space left on device")
+        return real(options, run, callbacks)
+
+    monkeypatch.setattr(pipeline, "run_training", full_disk)
+    assert main(argv) == 2
+    assert "no space left on device" in capsys.readouterr().err
+    monkeypatch.setattr(pipeline, "run_training", real)
+    assert main(argv) == 0
+    runs = confirmation_of(out, "4-5")
+    failed = [t for t in runs if t.state.name == "FAIL"]
+    assert len(failed) == 1 and failed[0].user_attrs["reason"] == "no space left on device"
+    assert [t.user_attrs["retry_of"] for t in runs if "retry_of" in t.user_attrs] == [failed[0].number]
+    assert sum(t.state.name == "COMPLETE" for t in runs) == 4
+
+
 @pytest.fixture
 def postgres() -> str:
     """A PostgreSQL server of Debian's package, started for this test as the postgres user, in a

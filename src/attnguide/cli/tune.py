@@ -116,18 +116,21 @@ def run(args: argparse.Namespace) -> int:
         space=space,
     )
     quiet_libraries()
-    study = run_study(settings, task, trial_options)
+    study = run_study(settings, task, trial_options, wait_for_others=not args.no_confirm)
     best = best_trial(study)
     unfinished = [t for t in study.get_trials(deepcopy=False) if not t.state.is_finished()]
     confirmation = None
-    if best is not None and not args.no_confirm and not unfinished:
+    if args.no_confirm:
+        unconfirmed = "--no-confirm"
+    elif unfinished:
+        unconfirmed = f"{len(unfinished)} trials still wait (--timeout): run the command again to go on"
+    elif best is None:
+        unconfirmed = "no guided trial finished"
+    else:
         evaluate_test = _test_evaluator(args, task) if args.test else None
         confirmation = confirm(settings, task, trial_options, best.user_attrs["guide"], evaluate_test)
-    elif unfinished:
-        print(
-            f"{len(unfinished)} trials still run or wait (other workers, --timeout): confirmation comes later"
-        )
-    verdict = write_results(settings, study, confirmation)
+        unconfirmed = ""
+    verdict = write_results(settings, study, confirmation, unconfirmed)
     print(f"{verdict}\nreport: {output_dir / 'report.md'}")
     return 0
 

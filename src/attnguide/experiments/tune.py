@@ -13,8 +13,10 @@ machine, and, in a database shared by several machines, once its worker has sent
 ``GRACE_SECONDS``.
 
 After the search, the best setting on dev and the baseline are trained again with fresh seeds and
-compared with ``compare``'s paired statistics and verdict rule; only then, where a test file is
-given, both are evaluated on it once.
+compared with ``compare``'s paired statistics and verdict rule; where a test file is given, each of
+those runs is evaluated on it once (the setting was chosen before any test figure existed). The
+confirmation runs are the trials of a second study in the same storage, so that the workers share
+them as they share the search.
 """
 
 from __future__ import annotations
@@ -317,12 +319,16 @@ def _storage(settings: TuneSettings) -> Any:
         raise AttnguideError(f"--storage {settings.storage}: cannot open the study ({reason})") from None
 
 
-def _check_identity(study: Any, settings: TuneSettings) -> None:
+def _wait_until_ready(study: Any) -> None:
     deadline = time.monotonic() + 120
     while not study.user_attrs.get("ready"):  # another worker is creating the study's trials
         if time.monotonic() > deadline:
-            raise AttnguideError(f"study {settings.study_name!r}: was never made ready; start a new one")
+            raise AttnguideError(f"study {study.study_name!r}: was never made ready; start a new one")
         time.sleep(0.5)
+
+
+def _check_identity(study: Any, settings: TuneSettings) -> None:
+    _wait_until_ready(study)
     saved = study.user_attrs.get("identity", {})
     for key in sorted(set(saved) | set(settings.identity)):
         if saved.get(key) != settings.identity.get(key):
@@ -374,8 +380,12 @@ def _retry_silent_trial(study: Any, trial: Any) -> None:
 
 
 def _enqueue_retry(study: Any, trial: Any, attrs: dict[str, Any]) -> None:
-    kept = {k: v for k, v in trial.user_attrs.items() if k in ("baseline",)}
+    kept = {k: v for k, v in trial.user_attrs.items() if k in _WHAT_A_TRIAL_IS}
     study.enqueue_trial(trial.params, user_attrs={**kept, **attrs, "retry_of": trial.number})
+
+
+_WHAT_A_TRIAL_IS = ("baseline", "setting", "seed")
+"""The user attributes that a trial's retry keeps: a search trial's role, a confirmation run's."""
 
 
 @contextmanager
@@ -411,29 +421,62 @@ TrialOptions = Callable[[dict[str, Any], int, Path], Any]
 """Makes a trial's ``TrainOptions`` from its guide settings, seed and run directory."""
 
 
-def run_study(settings: TuneSettings, task: Any, trial_options: TrialOptions) -> Any:
-    """Run the study's waiting trials until none is left (or ``timeout`` passes); returns the study."""
+def run_study(
+    settings: TuneSettings, task: Any, trial_options: TrialOptions, wait_for_others: bool = False
+) -> Any:
+    """Run the study's waiting trials until none is left (or ``timeout`` passes); with
+    ``wait_for_others``, also until the trials other workers run have ended, so that this worker
+    can go on to the confirmation with them. Returns the study."""
+    import optuna
+
+    study = open_study(settings)
+    seed = settings.identity.get("seed", 42)
+
+    def run_one(trial_id: int) -> None:
+        _run_trial(optuna.Trial(study, trial_id), settings, task, trial_options, seed)
+
+    _work(study, settings.trials, "trial", run_one, settings.timeout, wait_for_others)
+    return study
+
+
+POLL_SECONDS = 5
+"""How often a worker with nothing to take looks whether the other workers' trials have ended."""
+
+
+def _work(
+    study: Any,
+    total: int,
+    unit: str,
+    run_one: Callable[[int], None],
+    timeout: float | None = None,
+    wait_for_others: bool = False,
+) -> None:
+    """This worker's share of a study: take its waiting trials one at a time (atomically, in every
+    storage: no trial runs twice) and run them, retrying those whose worker died, until none waits
+    (with ``wait_for_others``: and none runs elsewhere) or ``timeout`` seconds have passed. A
+    progress bar counts the study's finished trials."""
     import optuna
     from tqdm import tqdm
 
-    study = open_study(settings)
+    def finished() -> int:
+        trials = study.get_trials(deepcopy=False)
+        return sum(t.state.is_finished() and t.state.name != "FAIL" for t in trials)
+
     started = time.monotonic()
-    seed = settings.identity.get("seed", 42)
-    done = sum(t.state.is_finished() for t in study.get_trials(deepcopy=False) if t.state.name != "FAIL")
-    bar = tqdm(
-        total=settings.trials, initial=done, unit="trial", disable=not logger.isEnabledFor(logging.INFO)
-    )
-    while settings.timeout is None or time.monotonic() - started < settings.timeout:
+    bar = tqdm(total=total, initial=finished(), unit=unit, disable=not logger.isEnabledFor(logging.INFO))
+    while timeout is None or time.monotonic() - started < timeout:
         if fail_abandoned_trials(study):
-            logger.warning("trials whose worker stopped were marked failed and will run again")
-        trial_id = study._pop_waiting_trial_id()  # atomic in every storage: no trial runs twice
-        if trial_id is None:
+            logger.warning("%ss whose worker stopped were marked failed and will run again", unit)
+        trial_id = study._pop_waiting_trial_id()
+        if trial_id is not None:
+            with heartbeat(study, trial_id):  # from the moment the trial is this worker's
+                run_one(trial_id)
+        elif wait_for_others and study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            time.sleep(POLL_SECONDS)  # a retry of one whose worker dies is taken here
+        else:
             break
-        with heartbeat(study, trial_id):  # from the moment the trial is this worker's
-            _run_trial(optuna.Trial(study, trial_id), settings, task, trial_options, seed)
-        bar.update(1)
+        bar.update(finished() - bar.n)
     bar.close()
-    return study
 
 
 def _run_trial(trial: Any, settings: TuneSettings, task: Any, trial_options: TrialOptions, seed: int) -> None:
@@ -490,6 +533,9 @@ Evaluate = Callable[[Path, Path], dict[str, float]]
 """Evaluates a run directory on the test file, writing predictions to the given path."""
 
 
+CONFIRMED = ("baseline", "best")
+
+
 def confirm(
     settings: TuneSettings,
     task: Any,
@@ -498,48 +544,132 @@ def confirm(
     evaluate_test: Evaluate | None = None,
 ) -> dict[str, Any]:
     """Train the best setting and the baseline with ``settings.seeds`` and compare them seed by seed
-    (``stats.paired_difference``: the verdict rule of ``compare``); then, with a test file, evaluate
-    both once. Finished runs are kept, so an interrupted confirmation continues."""
-    from ..training.pipeline import run_training
+    (``stats.paired_difference``: the verdict rule of ``compare``). Each run is a trial of a second
+    study in the same storage (``open_confirmation``), shared by the workers as the search is: every
+    run is trained once, by one of them, and one whose worker died is run again from its last
+    checkpoint. With a test file each run is evaluated on it once, after its training: the setting
+    was fixed before any test figure existed."""
+    import optuna
 
-    values: dict[str, dict[int, float]] = {}
-    runs: dict[str, dict[int, Path]] = {}
-    for name, setting in (("baseline", {"guides": "none"}), ("best", guide)):
-        for seed in settings.seeds:
-            folder = settings.output_dir / "confirm" / name / f"seed{seed}"
-            options = trial_options(setting, seed, folder)
-            if is_complete_run(folder):
-                metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-            else:
-                metrics = run_training(options, task.start(options))
-            values.setdefault(name, {})[seed] = float(metrics[settings.metric])
-            runs.setdefault(name, {})[seed] = folder
-            logger.info(
-                "confirmation, %s, seed %d: dev %s %.4f", name, seed, settings.metric, values[name][seed]
-            )
+    study = open_confirmation(settings, guide)
+
+    def run_one(trial_id: int) -> None:
+        trial = optuna.Trial(study, trial_id)
+        _run_confirmation(trial, settings, task, trial_options, guide, evaluate_test)
+
+    _work(study, len(CONFIRMED) * len(settings.seeds), "run", run_one, wait_for_others=True)
+    done = {
+        (t.user_attrs["setting"], t.user_attrs["seed"]): t
+        for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    }
+    runs = [(name, seed) for name in CONFIRMED for seed in settings.seeds]
+    missing = [f"{name} seed {seed}" for name, seed in runs if (name, seed) not in done]
+    if missing:
+        raise AttnguideError(f"confirmation: {', '.join(missing)} did not finish; run the command again")
+    values = {name: {seed: done[name, seed].value for seed in settings.seeds} for name in CONFIRMED}
     result: dict[str, Any] = {
-        "dev": {name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in values.items()},
+        "dev": _summaries(values),
         "paired": asdict(paired_difference(values["best"], values["baseline"])),
     }
     if evaluate_test is not None:
         test: dict[str, dict[int, float]] = {}
-        for name, seeds in runs.items():
-            for seed, folder in seeds.items():
-                kept = settings.output_dir / "test" / name / f"seed{seed}.metrics.json"
-                if not kept.is_file():
-                    write_json(kept, evaluate_test(folder, kept.with_name(f"seed{seed}.predictions")))
-                metrics = json.loads(kept.read_text(encoding="utf-8"))
-                test.setdefault(name, {})[seed] = float(metrics[settings.metric])
-        result["test"] = {
-            name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in test.items()
-        }
+        for name, seed in runs:
+            test.setdefault(name, {})[seed] = _test_value(settings, done[name, seed], evaluate_test)
+        result["test"] = _summaries(test)
         result["test_paired"] = asdict(paired_difference(test["best"], test["baseline"]))
     return result
 
 
-def write_results(settings: TuneSettings, study: Any, confirmation: dict[str, Any] | None) -> str:
+def _summaries(values: dict[str, dict[int, float]]) -> dict[str, Any]:
+    return {name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in values.items()}
+
+
+def open_confirmation(settings: TuneSettings, guide: dict[str, Any]) -> Any:
+    """The confirmation's study: one trial per (setting, seed), created by the first worker to get
+    here; its name carries the seeds, so that asking for other seeds starts another (finished runs
+    of the same seed are reused from their folders)."""
+    import optuna
+
+    storage = _storage(settings)
+    name = f"{settings.study_name}-confirmation-seeds-{'-'.join(map(str, settings.seeds))}"
+    try:
+        if name in optuna.study.get_all_study_names(storage):
+            raise optuna.exceptions.DuplicatedStudyError(name)
+        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
+    except optuna.exceptions.DuplicatedStudyError:
+        study = optuna.load_study(storage=storage, study_name=name)
+        _wait_until_ready(study)
+        if study.user_attrs.get("guide") != guide:
+            raise AttnguideError(
+                f"study {name!r}: it confirms {study.user_attrs.get('guide')!r}, this command's best is "
+                f"{guide!r}; use another --output-dir or --study-name"
+            ) from None
+        return study
+    study.set_user_attr("guide", guide)
+    for setting in CONFIRMED:
+        for seed in settings.seeds:
+            study.enqueue_trial({}, user_attrs={"setting": setting, "seed": seed})
+    study.set_user_attr("ready", True)
+    return study
+
+
+def _run_confirmation(
+    trial: Any,
+    settings: TuneSettings,
+    task: Any,
+    trial_options: TrialOptions,
+    guide: dict[str, Any],
+    evaluate_test: Evaluate | None,
+) -> None:
+    """Train one confirmation run (or read it, where its folder holds a finished one) and tell the
+    study its dev metric; a run that fails is enqueued again and the error stops this worker."""
+    import optuna
+
+    from ..training.pipeline import run_training
+
+    name, seed = trial.user_attrs["setting"], trial.user_attrs["seed"]
+    trial.set_user_attr("worker", _worker())
+    folder = _confirmation_folder(settings, name, seed)
+    try:
+        if is_complete_run(folder):
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        else:
+            options = trial_options(guide if name == "best" else {"guides": "none"}, seed, folder)
+            metrics = run_training(options, task.start(options))
+        value = float(metrics[settings.metric])
+        if evaluate_test is not None:
+            trial.set_user_attr("test", _test_value(settings, trial, evaluate_test))
+    except Exception as error:
+        trial.set_user_attr("reason", str(error).splitlines()[0] if str(error) else type(error).__name__)
+        trial.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _enqueue_retry(trial.study, trial, {})
+        raise
+    trial.study.tell(trial, value)
+    logger.info("confirmation, %s, seed %d: dev %s %.4f", name, seed, settings.metric, value)
+
+
+def _confirmation_folder(settings: TuneSettings, name: str, seed: int) -> Path:
+    return settings.output_dir / "confirm" / name / f"seed{seed}"
+
+
+def _test_value(settings: TuneSettings, trial: Any, evaluate_test: Evaluate) -> float:
+    """A confirmation run's test metric: from its trial where its worker measured it, else from the
+    kept metrics file, else measured now (once: the file is kept)."""
+    if "test" in trial.user_attrs:
+        return float(trial.user_attrs["test"])
+    name, seed = trial.user_attrs["setting"], trial.user_attrs["seed"]
+    kept = settings.output_dir / "test" / name / f"seed{seed}.metrics.json"
+    if not kept.is_file():
+        folder = _confirmation_folder(settings, name, seed)
+        write_json(kept, evaluate_test(folder, kept.with_name(f"seed{seed}.predictions")))
+    return float(json.loads(kept.read_text(encoding="utf-8"))[settings.metric])
+
+
+def write_results(
+    settings: TuneSettings, study: Any, confirmation: dict[str, Any] | None, unconfirmed: str = ""
+) -> str:
     """``trials.csv``, ``results.json``, the figures and ``report.md`` in the output directory; returns
-    the verdict line."""
+    the verdict line (without a confirmation, ``unconfirmed`` says why)."""
     out = settings.output_dir
     trials = study.get_trials(deepcopy=False)
     retried = {
@@ -557,7 +687,7 @@ def write_results(settings: TuneSettings, study: Any, confirmation: dict[str, An
     write_text(out / "trials.csv", buffer.getvalue())
     best = best_trial(study)
     baseline = next((t for t in trials if t.user_attrs.get("baseline") and t.state.name == "COMPLETE"), None)
-    verdict = _verdict(confirmation, settings.metric)
+    verdict = _verdict(confirmation, settings.metric) if confirmation else f"no confirmation: {unconfirmed}"
     figures = _figures(study, out / "figures", settings.metric)
     write_json(
         out / "results.json",
@@ -596,9 +726,7 @@ def _trial_row(trial: Any, metric: str, reason: str | None = None) -> dict[str, 
     }
 
 
-def _verdict(confirmation: dict[str, Any] | None, metric: str) -> str:
-    if confirmation is None:
-        return "no confirmation: no guided trial finished"
+def _verdict(confirmation: dict[str, Any], metric: str) -> str:
     paired = confirmation["paired"]
     seeds = paired["n"]
     diff = paired["mean_diff"]
