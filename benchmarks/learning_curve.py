@@ -8,8 +8,11 @@ and seed sees the same pairs and a larger set contains the smaller ones. Each ru
 ``attnguide train`` with ``--resume``, in ``OUTPUT/runs/n<size>/<setting>/seed<seed>``: a finished
 run is not run again and an interrupted one continues from its last checkpoint, so running the
 script again after a stop picks up where it was. Runs go seed by seed (every size and setting of
-seed 1, then of seed 2, ...), so the figure is usable before the last seed. Writes
-``OUTPUT/results.json``, ``OUTPUT/report.md`` and ``OUTPUT/learning-curve.png`` after every run.
+seed 1, then of seed 2, ...), so the figure is usable before the last seed. Several copies of the
+command share the runs: each takes a run by locking it, skips those another copy holds, and at the
+end waits for them (on a 2-core machine two one-thread copies finish twice as fast as one). Writes
+``OUTPUT/results.json``, ``OUTPUT/report.md`` and ``OUTPUT/learning-curve.png`` after every run,
+from every finished run on disk.
 
     python benchmarks/learning_curve.py --output-dir runs/learning-curve \
         [--tuned runs/tune-sick/results.json] [-- extra attnguide train flags]
@@ -21,11 +24,14 @@ the study has no finished guided trial) the tuned setting is left out.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import random
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -80,19 +86,41 @@ def tuned_flags(results: Path, share: float) -> tuple[list[str], str] | None:
     return flags, f"trial {best['trial']} of {results}: " + " ".join(flags)
 
 
-def train(run_dir: Path, subset: Path, args: argparse.Namespace, seed: int, flags: list[str]) -> dict:
-    """One ``attnguide train`` run (resumed where interrupted); its metrics."""
-    if not is_complete_run(run_dir):
-        command = [
-            sys.executable, "-m", "attnguide", "train", "--train", str(subset), "--dev", str(args.dev),
-            "--format", "sick", "--seed", str(seed), "--output-dir", str(run_dir), "--resume",
-            *flags, *args.train_flags,
-        ]  # fmt: skip
-        print(" ".join(command), flush=True)
-        started = time.monotonic()
-        subprocess.run(command, check=True)
-        print(f"{run_dir}: {time.monotonic() - started:.0f} s", flush=True)
-    return json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+@contextmanager
+def claimed(run_dir: Path, wait: bool) -> Iterator[bool]:
+    """Hold the run's lock while the block runs, so that no other copy of this script trains it;
+    yields False, without waiting unless ``wait``, where another copy holds it."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(run_dir.parent / f".{run_dir.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def train(run_dir: Path, subset: Path, args: argparse.Namespace, seed: int, flags: list[str]) -> None:
+    """One ``attnguide train`` run, resumed where interrupted."""
+    command = [
+        sys.executable, "-m", "attnguide", "train", "--train", str(subset), "--dev", str(args.dev),
+        "--format", "sick", "--seed", str(seed), "--output-dir", str(run_dir), "--resume",
+        *flags, *args.train_flags,
+    ]  # fmt: skip
+    print(" ".join(command), flush=True)
+    started = time.monotonic()
+    subprocess.run(command, check=True)
+    print(f"{run_dir}: {time.monotonic() - started:.0f} s", flush=True)
+
+
+def finished(runs: dict[tuple[str, int, int], Path], metric: str) -> dict[str, dict[int, dict[int, float]]]:
+    """The metric of every finished run, by setting, size and seed."""
+    values: dict[str, dict[int, dict[int, float]]] = {}
+    for (setting, size, seed), run_dir in runs.items():
+        if is_complete_run(run_dir):
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+            values.setdefault(setting, {}).setdefault(size, {})[seed] = float(metrics[metric])
+    return values
 
 
 def report(values: dict, settings: dict[str, str], metric: str, out: Path) -> None:
@@ -185,14 +213,19 @@ def main() -> None:
             settings[TUNED] = tuned[1] + " (guide warm-up scaled by the subset's share of the pairs)"
             for size in args.sizes:
                 flags[size][TUNED] = tuned_flags(args.tuned, size / full)[0]
-    values: dict[str, dict[int, dict[int, float]]] = {}
-    for seed in args.seeds:
-        for size in args.sizes:
-            for setting, setting_flags in flags[size].items():
-                run_dir = args.output_dir / "runs" / f"n{size}" / setting / f"seed{seed}"
-                metrics = train(run_dir, subsets[size], args, seed, setting_flags)
-                values.setdefault(setting, {}).setdefault(size, {})[seed] = float(metrics[args.metric])
-                report(values, settings, args.metric, args.output_dir)
+    runs = {
+        (setting, size, seed): args.output_dir / "runs" / f"n{size}" / setting / f"seed{seed}"
+        for seed in args.seeds
+        for size in args.sizes
+        for setting in flags[size]
+    }
+    for wait in (False, True):  # first the runs no other copy holds, then those it held
+        for (setting, size, seed), run_dir in runs.items():
+            with claimed(run_dir, wait) as mine:
+                if mine and not is_complete_run(run_dir):
+                    train(run_dir, subsets[size], args, seed, flags[size][setting])
+                    report(finished(runs, args.metric), settings, args.metric, args.output_dir)
+    report(finished(runs, args.metric), settings, args.metric, args.output_dir)
     print((args.output_dir / "report.md").read_text(encoding="utf-8"))
 
 

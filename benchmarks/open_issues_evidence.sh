@@ -21,23 +21,30 @@ step() {  # step NAME COMMAND...: run one step, log its start, end and exit stat
   echo "$(date -u +%FT%TZ) end $name rc=$?" >>"$log_dir/steps.log"
 }
 
-queue_a() {  # issue 18 (rankers, embeddings), issue 17's NCBI grid, regression with BCE
+queue_a() {  # issue 18 (rankers, embeddings), issue 17's NCBI grid, issue 19, regression with BCE
   step trecqa-bi attnguide compare --config benchmarks/grids/trecqa-bi.yaml
   step trecqa-cross attnguide compare --config benchmarks/grids/trecqa-cross.yaml
   step sick-embedding attnguide compare --config benchmarks/grids/sick-embedding.yaml
   step sick-embedding-mnrl attnguide compare --config benchmarks/grids/sick-embedding-mnrl.yaml
   step ncbi attnguide compare --config benchmarks/grids/ncbi.yaml
+  issue_19 a
   step sick-relatedness-bce attnguide compare --config benchmarks/grids/sick-relatedness-bce.yaml
 }
 
-queue_b() {  # issue 17 (regression, LoRA), issue 18's cross-encoder route, issue 19's study and curve
+queue_b() {  # issue 17 (regression, LoRA), issue 18's cross-encoder route, issue 19
   step sick-relatedness attnguide compare --config benchmarks/grids/sick-relatedness.yaml
   step sick-lora attnguide compare --config benchmarks/grids/sick-lora.yaml
   step cross-encoder-sick python benchmarks/cross_encoder_sick.py --output-dir runs/cross-encoder-sick
-  step tune-sick attnguide tune --train ../shared/data/sick/SICK_train.txt \
+  issue_19 b
+}
+
+issue_19() {  # both queues work on the SICK study and then on the learning curve, as two workers
+  # that share each (tune's workers wait for each other before the confirmation, so both start
+  # the curve with the tuned setting)
+  step "tune-sick-$1" attnguide tune --train ../shared/data/sick/SICK_train.txt \
     --dev ../shared/data/sick/SICK_trial.txt --format sick --trials 30 --seeds 5 \
     --output-dir runs/tune-sick
-  step learning-curve python benchmarks/learning_curve.py --output-dir runs/learning-curve \
+  step "learning-curve-$1" python benchmarks/learning_curve.py --output-dir runs/learning-curve \
     --tuned runs/tune-sick/results.json
 }
 
