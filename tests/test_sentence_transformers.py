@@ -102,6 +102,26 @@ def test_the_library_trainer_logs_each_part_and_the_card_cites_guiding(tiny_mode
     assert len(SentenceTransformer(str(tmp_path / "saved")).encode(["a test"])[0]) == 32
 
 
+def test_a_warm_up_longer_than_the_run_is_warned_about(tiny_model_dir, tmp_path, caplog) -> None:
+    from types import SimpleNamespace
+
+    from attnguide.training.sentence_transformers import sentence_transformer_trainer
+
+    model = bi_encoder(tiny_model_dir)
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path / "out"), num_train_epochs=1, per_device_train_batch_size=2,
+        report_to="none", use_cpu=True, disable_tqdm=True, save_strategy="no",
+    )  # fmt: skip
+    setup = SimpleNamespace(dataset=Dataset.from_dict(PAIRS), eval_dataset=None)
+    for warmup, warned in ((1000, True), (2, False)):
+        caplog.clear()
+        config = GuideConfig(guides="mdg", warmup_steps=warmup)
+        sentence_transformer_trainer(model, args, setup, losses.CosineSimilarityLoss(model), config).train()
+        messages = [r.getMessage() for r in caplog.records if "guide warm-up" in r.getMessage()]
+        assert messages == (["the guide warm-up (1000 steps) is longer than this run (2 steps): the guide "
+                             "weights reach only 0.2% of their values"] if warned else [])  # fmt: skip
+
+
 DDP = textwrap.dedent(
     """
     import sys

@@ -144,12 +144,17 @@ def sentence_transformer_trainer(
     model: nn.Module, args: Any, setup: Any, loss: nn.Module, guide_config: GuideConfig
 ) -> Any:
     """sentence-transformers' own trainer on a task's ``TrainSetup``, its loss wrapped in a
-    ``GuidedLoss`` where guiding is on; the trainer's ``capture`` is the loss's (None unguided)."""
+    ``GuidedLoss`` where guiding is on (with ``GuidedTrainer``'s warning where the guide warm-up
+    outlasts the run); the trainer's ``capture`` is the loss's (None unguided)."""
     from sentence_transformers import SentenceTransformerTrainer
+
+    from .trainer import WarmupOutlastsRun
 
     loss = GuidedLoss(model, loss, guide_config) if guide_config.active else loss
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=setup.dataset, eval_dataset=setup.eval_dataset, loss=loss
     )
     trainer.capture = getattr(loss, "capture", None)
+    if guide_config.active and guide_config.warmup_steps:
+        trainer.add_callback(WarmupOutlastsRun(guide_config.warmup_steps))
     return trainer

@@ -34,7 +34,7 @@ class WarmupOutlastsRun(TrainerCallback):
         if 0 < state.max_steps < self.warmup_steps:
             logger.warning(
                 "the guide warm-up (%d steps) is longer than this run (%d steps): the guide weights "
-                "reach only %.0f%% of their values",
+                "reach only %.2g%% of their values",
                 self.warmup_steps,
                 state.max_steps,
                 100 * state.max_steps / self.warmup_steps,
