@@ -152,6 +152,15 @@ def test_another_commands_study_is_refused(tiny_model_dir, nli, tmp_path, capsys
     assert (out / "study.journal").read_bytes() == journal  # nothing lost, nothing added
 
 
+def test_a_timeout_stops_starting_trials_and_says_so(tiny_model_dir, nli, tmp_path, capsys) -> None:
+    out = tmp_path / "study"
+    assert main(tune_args(tiny_model_dir, nli, out, "--trials", "2", "--timeout", "1e-6")) == 0
+    assert [t.state.name for t in study_of(out).trials] == ["WAITING", "WAITING"]
+    verdict = "no confirmation: 2 trials still run or wait (--timeout): run the command again"
+    assert verdict in capsys.readouterr().out
+    assert json.loads((out / "results.json").read_text())["verdict"] == verdict
+
+
 def run_workers(argv: list[str], count: int = 2) -> None:
     workers = [
         subprocess.Popen(

@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if args.no_confirm:
         unconfirmed = "--no-confirm"
     elif unfinished:
-        unconfirmed = f"{len(unfinished)} trials still wait (--timeout): run the command again to go on"
+        unconfirmed = f"{len(unfinished)} trials still run or wait (--timeout): run the command again"
     elif best is None:
         unconfirmed = "no guided trial finished"
     else:
