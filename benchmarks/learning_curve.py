@@ -210,7 +210,10 @@ def main() -> None:
         if tuned is None:
             print(f"{args.tuned}: no finished guided trial yet; the tuned setting is left out", flush=True)
         else:
-            settings[TUNED] = tuned[1] + " (guide warm-up scaled by the subset's share of the pairs)"
+            settings[TUNED] = tuned[1] + (
+                " (guide warm-up scaled by the subset's share of the pairs; chosen on this dev set, so"
+                " its dev figures lean optimistic)"
+            )
             for size in args.sizes:
                 flags[size][TUNED] = tuned_flags(args.tuned, size / full)[0]
     runs = {
