@@ -404,6 +404,22 @@ def test_a_trial_behind_the_others_is_pruned_after_its_evaluation() -> None:
     assert bad.user_attrs["reason"] == "pruned after epoch 1: dev accuracy 0.1000"
 
 
+@pytest.mark.parametrize("name", ["median", "halving"])
+def test_prune_after_keeps_a_trial_through_its_first_evaluations(name) -> None:
+    study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(name, prune_after=2))
+    for value in (0.8, 0.9, 0.85, 0.95):  # trials that went through the pruner at each evaluation
+        ahead = study.ask()
+        for epoch in (1, 2):
+            ahead.report(value, epoch)
+            ahead.should_prune()  # successive halving records each trial's rung here
+        study.tell(ahead, value)
+    behind = study.ask()
+    behind.report(0.1, 1)
+    assert not behind.should_prune()
+    behind.report(0.1, 2)
+    assert behind.should_prune()
+
+
 def test_a_missing_space_file_is_named(tmp_path) -> None:
     with pytest.raises(AttnguideError, match="missing.yaml: cannot read the search space"):
         SearchSpace.from_file(tmp_path / "missing.yaml")

@@ -42,6 +42,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="stop hopeless trials after an epoch (default: median)",
     )
     s.add_argument(
+        "--prune-after",
+        type=int,
+        default=1,
+        metavar="N",
+        help="evaluations (epochs) a trial completes before the pruner may stop it (default: 1; on a "
+        "small dev set the first epoch's figure can say little about the last, see docs/RESULTS.md)",
+    )
+    s.add_argument(
         "--storage",
         help="Optuna storage URL shared by several workers, e.g. postgresql://user@host/db "
         "(default: a journal file in --output-dir)",
@@ -72,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise AttnguideError(
             "--trials must be at least 1 and --seeds at least 2 (a paired comparison needs two)"
         )
+    if args.prune_after < 1:
+        raise AttnguideError(f"--prune-after must be at least 1 (an evaluation), got {args.prune_after}")
     if args.dev is None and args.dev_split is None:
         raise AttnguideError("tune chooses on dev: give --dev FILE (or --dev-split)")
     from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
@@ -110,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         identity=identity,
         timeout=args.timeout,
         pruner=args.pruner,
+        prune_after=args.prune_after,
         storage=args.storage,
         study_name=args.study_name,
         seeds=tuple(range(args.seed + 1, args.seed + 1 + args.seeds)),

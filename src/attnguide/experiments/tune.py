@@ -216,6 +216,7 @@ class TuneSettings:
     identity: dict[str, Any]
     timeout: float | None = None
     pruner: str = "median"
+    prune_after: int = 1
     storage: str | None = None
     study_name: str = "attnguide"
     seeds: tuple[int, ...] = (1, 2, 3)
@@ -248,18 +249,26 @@ def report_evaluation(trial: Any, task_run: Any, metric: str) -> Any:
     return ReportEvaluation()
 
 
+def make_pruner(name: str, prune_after: int = 1) -> Any:
+    """Optuna's pruner of that name, which may stop a trial from its ``prune_after``-th evaluation on
+    (the median pruner once three trials have finished)."""
+    import optuna
+
+    return {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=prune_after),
+        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=prune_after),
+        "none": optuna.pruners.NopPruner,
+    }[name]()
+
+
 def open_study(settings: TuneSettings) -> Any:
     """The study of ``settings``: created with its trials (trial 0 the baseline), or loaded and
     checked against this command's task, data and training settings."""
     import optuna
 
-    pruner = {
-        "median": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0),
-        "halving": optuna.pruners.SuccessiveHalvingPruner(),
-        "none": optuna.pruners.NopPruner(),
-    }[settings.pruner]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _storage(settings)
+    pruner = make_pruner(settings.pruner, settings.prune_after)
     kwargs = {"storage": storage, "study_name": settings.study_name, "pruner": pruner}
     try:
         if settings.study_name in optuna.study.get_all_study_names(storage):
