@@ -484,7 +484,8 @@ def _work(
             time.sleep(POLL_SECONDS)  # a retry of one whose worker dies is taken here
         else:
             break
-        bar.update(finished() - bar.n)
+        if finished() > bar.n:  # not while waiting: a bar redrawn every poll fills a log
+            bar.update(finished() - bar.n)
     bar.close()
 
 
