@@ -340,6 +340,10 @@ def test_a_trial_whose_worker_elsewhere_went_silent_is_failed_and_run_again(
     assert reason == "its worker on elsewhere sent no heartbeat for 2 s: run again"
 
 
+# Optuna's heartbeat API used bare, outside `optimize`: its experimental-API warnings are expected
+@pytest.mark.filterwarnings(
+    "ignore::optuna.exceptions.ExperimentalWarning", "ignore:Heartbeat of storage:UserWarning"
+)
 def test_a_running_trial_keeps_its_heartbeat(tmp_path) -> None:
     storage = optuna.storages.RDBStorage(
         f"sqlite:///{tmp_path / 'study.db'}", heartbeat_interval=1, grace_period=2

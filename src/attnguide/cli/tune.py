@@ -139,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         unconfirmed = "no guided trial finished"
     else:
         evaluate_test = _test_evaluator(args, task) if args.test else None
-        confirmation = confirm(settings, task, trial_options, best.user_attrs["guide"], evaluate_test)
+        confirmation = confirm(settings, study, task, trial_options, best.user_attrs["guide"], evaluate_test)
         unconfirmed = ""
     verdict = write_results(settings, study, confirmation, unconfirmed)
     print(f"{verdict}\nreport: {output_dir / 'report.md'}")

@@ -267,18 +267,9 @@ def open_study(settings: TuneSettings) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _storage(settings)
     pruner = make_pruner(settings.pruner, settings.prune_after)
-    kwargs = {"storage": storage, "study_name": settings.study_name, "pruner": pruner}
-    try:
-        if settings.study_name in optuna.study.get_all_study_names(storage):
-            raise optuna.exceptions.DuplicatedStudyError(settings.study_name)
-        study = optuna.create_study(
-            **kwargs, direction="maximize", sampler=optuna.samplers.TPESampler(seed=0)
-        )
-    except optuna.exceptions.DuplicatedStudyError:  # an existing study, or one another worker just made
-        # another worker's sampler: its own seed, so that workers do not draw the same settings
-        study = optuna.load_study(**kwargs, sampler=optuna.samplers.TPESampler(seed=os.getpid()))
+    study, created = _create_or_load(_storage(settings), settings.study_name, pruner)
+    if not created:
         _check_identity(study, settings)
         return study
     study.set_user_attr("identity", settings.identity)
@@ -288,6 +279,27 @@ def open_study(settings: TuneSettings) -> Any:
         study.enqueue_trial({})
     study.set_user_attr("ready", True)
     return study
+
+
+def _create_or_load(storage: Any, name: str, pruner: Any = None) -> tuple[Any, bool]:
+    """The study ``name`` in ``storage`` and whether this worker created it: if not, it existed or
+    another worker has just created it, and it is returned once its creator has marked it ready."""
+    import optuna
+
+    try:
+        if name in optuna.study.get_all_study_names(storage):
+            raise optuna.exceptions.DuplicatedStudyError(name)
+        sampler = optuna.samplers.TPESampler(seed=0)
+        study = optuna.create_study(
+            storage=storage, study_name=name, pruner=pruner, sampler=sampler, direction="maximize"
+        )
+        return study, True
+    except optuna.exceptions.DuplicatedStudyError:
+        # another worker's sampler: its own seed, so that workers do not draw the same settings
+        sampler = optuna.samplers.TPESampler(seed=os.getpid())
+        study = optuna.load_study(storage=storage, study_name=name, pruner=pruner, sampler=sampler)
+        _wait_until_ready(study)
+        return study, False
 
 
 def _storage(settings: TuneSettings) -> Any:
@@ -337,7 +349,6 @@ def _wait_until_ready(study: Any) -> None:
 
 
 def _check_identity(study: Any, settings: TuneSettings) -> None:
-    _wait_until_ready(study)
     saved = study.user_attrs.get("identity", {})
     for key in sorted(set(saved) | set(settings.identity)):
         if saved.get(key) != settings.identity.get(key):
@@ -484,8 +495,9 @@ def _work(
             time.sleep(POLL_SECONDS)  # a retry of one whose worker dies is taken here
         else:
             break
-        if finished() > bar.n:  # not while waiting: a bar redrawn every poll fills a log
-            bar.update(finished() - bar.n)
+        done = finished()
+        if done > bar.n:  # not while waiting: a bar redrawn every poll fills a log
+            bar.update(done - bar.n)
     bar.close()
 
 
@@ -548,6 +560,7 @@ CONFIRMED = ("baseline", "best")
 
 def confirm(
     settings: TuneSettings,
+    search: Any,
     task: Any,
     trial_options: TrialOptions,
     guide: dict[str, Any],
@@ -555,13 +568,13 @@ def confirm(
 ) -> dict[str, Any]:
     """Train the best setting and the baseline with ``settings.seeds`` and compare them seed by seed
     (``stats.paired_difference``: the verdict rule of ``compare``). Each run is a trial of a second
-    study in the same storage (``open_confirmation``), shared by the workers as the search is: every
-    run is trained once, by one of them, and one whose worker died is run again from its last
-    checkpoint. With a test file each run is evaluated on it once, after its training: the setting
-    was fixed before any test figure existed."""
+    study in the ``search`` study's storage (``open_confirmation``), shared by the workers as the
+    search is: every run is trained once, by one of them, and one whose worker died is run again
+    from its last checkpoint. With a test file each run is evaluated on it once, after its
+    training: the setting was fixed before any test figure existed."""
     import optuna
 
-    study = open_confirmation(settings, guide)
+    study = open_confirmation(settings, search, guide)
 
     def run_one(trial_id: int) -> None:
         trial = optuna.Trial(study, trial_id)
@@ -594,26 +607,18 @@ def _summaries(values: dict[str, dict[int, float]]) -> dict[str, Any]:
     return {name: {"values": v, **asdict(summarize(list(v.values())))} for name, v in values.items()}
 
 
-def open_confirmation(settings: TuneSettings, guide: dict[str, Any]) -> Any:
-    """The confirmation's study: one trial per (setting, seed), created by the first worker to get
-    here; its name carries the seeds, so that asking for other seeds starts another (finished runs
-    of the same seed are reused from their folders)."""
-    import optuna
-
-    storage = _storage(settings)
+def open_confirmation(settings: TuneSettings, search: Any, guide: dict[str, Any]) -> Any:
+    """The confirmation's study, in the storage of the ``search`` study: one trial per (setting,
+    seed), created by the first worker to get here; its name carries the seeds, so that asking for
+    other seeds starts another (finished runs of the same seed are reused from their folders)."""
     name = f"{settings.study_name}-confirmation-seeds-{'-'.join(map(str, settings.seeds))}"
-    try:
-        if name in optuna.study.get_all_study_names(storage):
-            raise optuna.exceptions.DuplicatedStudyError(name)
-        study = optuna.create_study(storage=storage, study_name=name, direction="maximize")
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(storage=storage, study_name=name)
-        _wait_until_ready(study)
+    study, created = _create_or_load(search._storage, name)
+    if not created:
         if study.user_attrs.get("guide") != guide:
             raise AttnguideError(
                 f"study {name!r}: it confirms {study.user_attrs.get('guide')!r}, this command's best is "
                 f"{guide!r}; use another --output-dir or --study-name"
-            ) from None
+            )
         return study
     study.set_user_attr("guide", guide)
     for setting in CONFIRMED:
