@@ -12,7 +12,8 @@ seed 1, then of seed 2, ...), so the figure is usable before the last seed. Seve
 command share the runs: each takes a run by locking it, skips those another copy holds, and at the
 end waits for them (on a 2-core machine two one-thread copies finish twice as fast as one). Writes
 ``OUTPUT/results.json``, ``OUTPUT/report.md`` and ``OUTPUT/learning-curve.png`` after every run,
-from every finished run on disk.
+from every finished run on disk, with the flags every run had and, as the floor, the accuracy of
+always answering the commonest dev label.
 
     python benchmarks/learning_curve.py --output-dir runs/learning-curve \
         [--tuned runs/tune-sick/results.json] [-- extra attnguide train flags]
@@ -24,16 +25,19 @@ the study has no finished guided trial) the tuned setting is left out.
 from __future__ import annotations
 
 import argparse
+import csv
 import fcntl
 import json
 import random
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from attnguide.experiments.stats import paired_difference, summarize
 from attnguide.files import atomic_path, write_json, write_text
@@ -113,6 +117,14 @@ def train(run_dir: Path, subset: Path, args: argparse.Namespace, seed: int, flag
     print(f"{run_dir}: {time.monotonic() - started:.0f} s", flush=True)
 
 
+def majority_share(dev: Path) -> float:
+    """The share of the commonest entailment label in ``dev``: the accuracy of always answering it,
+    the floor a trained classifier has to clear."""
+    with dev.open(encoding="utf-8", newline="") as file:
+        labels = Counter(row["entailment_judgment"] for row in csv.DictReader(file, delimiter="\t"))
+    return max(labels.values()) / sum(labels.values())
+
+
 def finished(runs: dict[tuple[str, int, int], Path], metric: str) -> dict[str, dict[int, dict[int, float]]]:
     """The metric of every finished run, by setting, size and seed."""
     values: dict[str, dict[int, dict[int, float]]] = {}
@@ -123,8 +135,9 @@ def finished(runs: dict[tuple[str, int, int], Path], metric: str) -> dict[str, d
     return values
 
 
-def report(values: dict, settings: dict[str, str], metric: str, out: Path) -> None:
-    """results.json, report.md and the figure from the metric of every finished run."""
+def report(values: dict, settings: dict[str, str], context: dict[str, Any], metric: str, out: Path) -> None:
+    """results.json, report.md and the figure from the metric of every finished run; ``context``
+    holds the training flags every run had and the dev set's majority-class share."""
     rows = []
     for setting in settings:
         for size, seeds in sorted(values.get(setting, {}).items()):
@@ -134,9 +147,13 @@ def report(values: dict, settings: dict[str, str], metric: str, out: Path) -> No
                 paired = paired_difference(seeds, values.get(BASELINE, {}).get(size, {}))
             rows.append({"setting": setting, "size": size, "values": seeds, "summary": asdict(summary),
                          "paired_vs_none": asdict(paired) if paired else None})  # fmt: skip
-    write_json(out / "results.json", {"metric": metric, "settings": settings, "rows": rows})
+    write_json(out / "results.json", {"metric": metric, "settings": settings, **context, "rows": rows})
     lines = [
         f"# Learning curve: SICK dev {metric} against training pairs",
+        "",
+        f"Every run: `{' '.join(['attnguide train --format sick', *context['train_flags']])}` (its "
+        "defaults otherwise). Always answering the commonest dev label scores "
+        f"{context['majority_share']:.4f}.",
         "",
         *(f"- **{name}**: {what}" for name, what in settings.items()),
         "",
@@ -152,10 +169,10 @@ def report(values: dict, settings: dict[str, str], metric: str, out: Path) -> No
             f"{p.get('verdict', '')} |"
         )
     write_text(out / "report.md", "\n".join(lines) + "\n")
-    _figure(rows, settings, metric, out / "learning-curve.png")
+    _figure(rows, settings, context["majority_share"], metric, out / "learning-curve.png")
 
 
-def _figure(rows: list[dict], settings: dict[str, str], metric: str, path: Path) -> None:
+def _figure(rows: list[dict], settings: dict[str, str], majority: float, metric: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -171,6 +188,7 @@ def _figure(rows: list[dict], settings: dict[str, str], metric: str, path: Path)
         low = [r["summary"]["mean"] - (r["summary"]["ci_low"] or r["summary"]["mean"]) for r in mine]
         high = [(r["summary"]["ci_high"] or r["summary"]["mean"]) - r["summary"]["mean"] for r in mine]
         ax.errorbar(sizes, means, yerr=[low, high], marker="o", capsize=3, label=setting)
+    ax.axhline(majority, color="grey", linestyle="--", linewidth=1, label="commonest label")
     ax.set_xscale("log")
     ax.set_xticks(sorted({r["size"] for r in rows}), [str(s) for s in sorted({r["size"] for r in rows})])
     ax.minorticks_off()
@@ -216,6 +234,7 @@ def main() -> None:
             )
             for size in args.sizes:
                 flags[size][TUNED] = tuned_flags(args.tuned, size / full)[0]
+    context = {"train_flags": args.train_flags, "majority_share": majority_share(args.dev)}
     runs = {
         (setting, size, seed): args.output_dir / "runs" / f"n{size}" / setting / f"seed{seed}"
         for seed in args.seeds
@@ -227,8 +246,8 @@ def main() -> None:
             with claimed(run_dir, wait) as mine:
                 if mine and not is_complete_run(run_dir):
                     train(run_dir, subsets[size], args, seed, flags[size][setting])
-                    report(finished(runs, args.metric), settings, args.metric, args.output_dir)
-    report(finished(runs, args.metric), settings, args.metric, args.output_dir)
+                    report(finished(runs, args.metric), settings, context, args.metric, args.output_dir)
+    report(finished(runs, args.metric), settings, context, args.metric, args.output_dir)
     print((args.output_dir / "report.md").read_text(encoding="utf-8"))
 
 
