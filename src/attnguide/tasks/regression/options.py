@@ -33,10 +33,16 @@ class RegressionOptions(TrainOptions):
             raise AttnguideError(
                 f"--regression-loss must be one of {', '.join(LOSSES)}, got {self.regression_loss!r}"
             )
-        if self.regression_loss == "bce" and self.label_range is None:
+        if outputs_logits(self.regression_loss) and self.label_range is None:
             raise AttnguideError(
                 "--regression-loss bce needs --label-range LOW HIGH: it trains on scores scaled to 0-1"
             )
+
+
+def outputs_logits(regression_loss: str | None) -> bool:
+    """Whether a model trained with ``regression_loss`` outputs a logit whose sigmoid is the scaled
+    score (``bce``), rather than the score itself (``mse``)."""
+    return regression_loss == "bce"
 
 
 def check_label_range(label_range: tuple[float, float] | None) -> None:

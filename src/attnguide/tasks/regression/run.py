@@ -15,7 +15,7 @@ from ...training.pipeline import TrainSetup, final_train_losses
 from ..pairs.encoding import encode_pairs
 from .data import ScoredPairs, load_hf_scored, read_scored
 from .evaluation import evaluate_scores, prediction_rows
-from .options import RegressionOptions
+from .options import RegressionOptions, outputs_logits
 
 logger = logging.getLogger("attnguide")
 
@@ -84,7 +84,7 @@ class RegressionRun:
             collator=DataCollatorWithPadding(tokenizer),
             batch_size=options.batch_size,
             eval_dataset=dev_set,
-            compute_loss=bce_on_scores if options.regression_loss == "bce" else None,
+            compute_loss=bce_on_scores if outputs_logits(options.regression_loss) else None,
         )
 
     def evaluate(
@@ -105,7 +105,7 @@ class RegressionRun:
             options.label_range,
             options.guide,
             options.eval_batch_size,
-            sigmoid=options.regression_loss == "bce",
+            sigmoid=outputs_logits(options.regression_loss),
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
         return evaluation.metrics

@@ -14,7 +14,7 @@ from ..pairs.data import SCORE_FORMATS
 from ..protocol import TaskOption
 from ..readers import Columns
 from .metrics import REGRESSION_METRICS
-from .options import LOSSES, RegressionOptions, check_label_range
+from .options import LOSSES, RegressionOptions, check_label_range, outputs_logits
 
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
@@ -96,7 +96,7 @@ class RegressionTask:
         model = load_model(args.model, attn_implementation="eager", problem_type="regression")
         check_max_length(args.model, model, tokenizer, args.max_length)
         guide = trained_guide(args.model)
-        sigmoid = trained.get("regression_loss") == "bce"
+        sigmoid = outputs_logits(trained.get("regression_loss"))
         evaluation = evaluate_scores(
             model, tokenizer, data, args.max_length, label_range, guide, args.batch_size, sigmoid
         )
