@@ -4,6 +4,7 @@ sentence-transformers' own trainer and losses, guided by ``GuidedLoss``."""
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,13 @@ class EmbeddingRun:
 
     def __init__(self, options: EmbeddingOptions) -> None:
         self.options = options
-        self._zero_shot: dict[str, float] | None = None  # measured once per run (tune: every epoch)
+
+    @cached_property
+    def _zero_shot(self) -> dict[str, float]:
+        """The starting model's dev figures, measured once per run (``tune`` evaluates every epoch)."""
+        start = load_sentence_transformer(self.model_name, self.options.max_length)
+        zero_shot, _ = similarity_metrics(start, self.dev_data, self.options.eval_batch_size)
+        return {f"zero_shot_{k}": v for k, v in zero_shot.items()}
 
     def read(self) -> list[str]:
         options = self.options
@@ -116,10 +123,6 @@ class EmbeddingRun:
             model, tokenizer, self.dev_data, options.max_length, options.guide, options.eval_batch_size
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
-        if self._zero_shot is None:
-            start = load_sentence_transformer(self.model_name, options.max_length)
-            zero_shot, _ = similarity_metrics(start, self.dev_data, options.eval_batch_size)
-            self._zero_shot = {f"zero_shot_{k}": v for k, v in zero_shot.items()}
         return {**evaluation.metrics, **self._zero_shot, **final_train_losses(log_history)}
 
     def record(self) -> dict:

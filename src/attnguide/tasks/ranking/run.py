@@ -8,6 +8,7 @@ files of a classification run, its directory holds ``dev.run`` (TREC run of the 
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 
 import ir_measures
@@ -56,7 +57,17 @@ class RankerRun:
 
     def __init__(self, options: RankingOptions) -> None:
         self.options = options
-        self._zero_shot: dict[str, float] | None = None
+
+    @cached_property
+    def _zero_shot(self) -> dict[str, float]:
+        options = self.options
+        return zero_shot_metrics(
+            self.model_name,
+            self.dev_data,
+            options.max_length,
+            options.eval_batch_size,
+            options.keep_unanswerable,
+        )
 
     def _read_data(self) -> None:
         options = self.options
@@ -69,14 +80,6 @@ class RankerRun:
         options, dev_data = self.options, self.dev_data
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(dev_data, evaluation.run))
         write_text(run_dir / "dev.run", trec_run_text(evaluation.run, options.run_tag))
-        if self._zero_shot is None:
-            self._zero_shot = zero_shot_metrics(
-                self.model_name,
-                dev_data,
-                options.max_length,
-                options.eval_batch_size,
-                options.keep_unanswerable,
-            )
         metrics = {**evaluation.metrics, **self._zero_shot}
         report_against_zero_shot(metrics)
         return metrics
