@@ -25,10 +25,10 @@ the study has no finished guided trial) the tuned setting is left out.
 from __future__ import annotations
 
 import argparse
-import csv
 import fcntl
 import json
 import random
+import statistics
 import subprocess
 import sys
 import time
@@ -43,6 +43,7 @@ from attnguide.experiments.stats import paired_difference, summarize
 from attnguide.files import atomic_path, write_json, write_text
 from attnguide.guiding.registry import guide_settings
 from attnguide.rundir import is_complete_run
+from attnguide.tasks.pairs.data import read_pairs
 
 BASELINE = "none"
 DEFAULTS = "defaults"
@@ -118,10 +119,9 @@ def train(run_dir: Path, subset: Path, args: argparse.Namespace, seed: int, flag
 
 
 def majority_share(dev: Path) -> float:
-    """The share of the commonest entailment label in ``dev``: the accuracy of always answering it,
-    the floor a trained classifier has to clear."""
-    with dev.open(encoding="utf-8", newline="") as file:
-        labels = Counter(row["entailment_judgment"] for row in csv.DictReader(file, delimiter="\t"))
+    """The share of the commonest entailment label in ``dev``, read as ``train --format sick`` reads
+    it: the accuracy of always answering it, the floor a trained classifier has to clear."""
+    labels = Counter(read_pairs(dev, "sick").labels)
     return max(labels.values()) / sum(labels.values())
 
 
@@ -135,9 +135,20 @@ def finished(runs: dict[tuple[str, int, int], Path], metric: str) -> dict[str, d
     return values
 
 
+def median_seconds(runs: dict[tuple[str, int, int], Path]) -> dict[int, float]:
+    """The median wall time of the finished runs of each size (run.json's ``seconds``)."""
+    seconds: dict[int, list[float]] = {}
+    for (_, size, _), run_dir in runs.items():
+        if is_complete_run(run_dir):
+            run = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+            seconds.setdefault(size, []).append(run["seconds"])
+    return {size: statistics.median(times) for size, times in sorted(seconds.items())}
+
+
 def report(values: dict, settings: dict[str, str], context: dict[str, Any], metric: str, out: Path) -> None:
     """results.json, report.md and the figure from the metric of every finished run; ``context``
-    holds the training flags every run had and the dev set's majority-class share."""
+    holds the training flags every run had, the dev set's majority-class share and the median
+    seconds a run of each size took."""
     rows = []
     for setting in settings:
         for size, seeds in sorted(values.get(setting, {}).items()):
@@ -153,7 +164,9 @@ def report(values: dict, settings: dict[str, str], context: dict[str, Any], metr
         "",
         f"Every run: `{' '.join(['attnguide train --format sick', *context['train_flags']])}` (its "
         "defaults otherwise). Always answering the commonest dev label scores "
-        f"{context['majority_share']:.4f}.",
+        f"{context['majority_share']:.4f}. Median seconds a run: "
+        + ", ".join(f"{size} pairs {t:.0f}" for size, t in context["median_seconds"].items())
+        + ".",
         "",
         *(f"- **{name}**: {what}" for name, what in settings.items()),
         "",
@@ -246,7 +259,9 @@ def main() -> None:
             with claimed(run_dir, wait) as mine:
                 if mine and not is_complete_run(run_dir):
                     train(run_dir, subsets[size], args, seed, flags[size][setting])
+                    context["median_seconds"] = median_seconds(runs)
                     report(finished(runs, args.metric), settings, context, args.metric, args.output_dir)
+    context["median_seconds"] = median_seconds(runs)
     report(finished(runs, args.metric), settings, context, args.metric, args.output_dir)
     print((args.output_dir / "report.md").read_text(encoding="utf-8"))
 
