@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +32,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_train_arguments(p, output_help="the study's directory: its trials, confirmation runs and report")
     s = p.add_argument_group("tuning")
     s.add_argument(
-        "--trials", type=int, required=True, help="trials in the study, trial 0 the unguided baseline"
+        "--trials",
+        type=_whole(1),
+        required=True,
+        help="trials in the study, trial 0 the unguided baseline; a larger number given to a study "
+        "already started continues it to that many",
     )
-    s.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    s.add_argument(
+        "--timeout", type=_seconds, help="stop starting trials after this many seconds (a number > 0)"
+    )
     s.add_argument(
         "--space", help="YAML file narrowing or widening the search space (keys: guides, mdg_weight, ...)"
     )
@@ -43,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--prune-after",
-        type=int,
+        type=_whole(1),
         default=1,
         metavar="N",
         help="evaluations (epochs) a trial completes before the pruner may stop it (default: 1; on a "
@@ -59,7 +68,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument(
         "--seeds",
-        type=int,
+        type=_whole(2, "a paired comparison needs two"),
         default=3,
         help="fresh seeds that confirm the best setting against the baseline (default: 3)",
     )
@@ -69,6 +78,33 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run, command_parser=p)
 
 
+def _whole(minimum: int, why: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``minimum``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            because = f" ({why})" if why else ""
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}{because}, got {text!r}")
+        return value
+
+    return convert
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     task = chosen_task(args)
     metric = args.metric or task.metrics[0]
@@ -76,14 +112,11 @@ def run(args: argparse.Namespace) -> int:
         raise AttnguideError(
             f"--metric: expected one of {', '.join(task.metrics)} (higher is better), got {metric!r}"
         )
-    if args.trials < 1 or args.seeds < 2:
-        raise AttnguideError(
-            "--trials must be at least 1 and --seeds at least 2 (a paired comparison needs two)"
-        )
-    if args.prune_after < 1:
-        raise AttnguideError(f"--prune-after must be at least 1 (an evaluation), got {args.prune_after}")
     if args.dev is None and args.dev_split is None:
         raise AttnguideError("tune chooses on dev: give --dev FILE (or --dev-split)")
+    if args.test is not None and not args.no_confirm and not Path(args.test).is_file():
+        raise AttnguideError(f"--test {args.test}: no such file")  # before the search, not after it
+    from ..experiments.runner import check_writable_dir
     from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
     from ..models import default_model_path, model_layers
 
@@ -126,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         seeds=tuple(range(args.seed + 1, args.seed + 1 + args.seeds)),
         space=space,
     )
+    check_writable_dir(output_dir)
     quiet_libraries()
     study = run_study(settings, task, trial_options, wait_for_others=not args.no_confirm)
     best = best_trial(study)
@@ -143,7 +177,24 @@ def run(args: argparse.Namespace) -> int:
         unconfirmed = ""
     verdict = write_results(settings, study, confirmation, unconfirmed)
     print(f"{verdict}\nreport: {output_dir / 'report.md'}")
-    return 0
+    return _no_trial_finished(study) if not unfinished else 0
+
+
+def _no_trial_finished(study: Any) -> int:
+    """0 where a trial finished; else the first failed trial's error as one line, exit code 2 where
+    it was the input's (a data file's line, say: every trial fails on it) and 1 otherwise."""
+    trials = study.get_trials(deepcopy=False)
+    if any(t.state.name == "COMPLETE" for t in trials):
+        return 0
+    failed = next((t for t in trials if t.state.name == "FAIL"), None)
+    if failed is None:
+        message = "no trial finished: every trial was pruned"
+    else:
+        message = f"no trial finished; trial {failed.number} failed: {failed.user_attrs.get('reason', '?')}"
+    if failed is not None and failed.user_attrs.get("input_error"):
+        raise AttnguideError(message)
+    print(f"attnguide: error: {message}", file=sys.stderr)
+    return 1
 
 
 def _test_evaluator(args: argparse.Namespace, task: Any):

@@ -18,16 +18,18 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AttnguideError
 from ..files import write_json
 from ..guiding.config import GuideConfig
-from ..rundir import file_sha256
+from ..rundir import file_sha256, partial_path
 from .grid import Cell, Grid
 
 if TYPE_CHECKING:  # the results module imports scipy: loaded only when a grid runs
@@ -85,6 +87,38 @@ def finished_result(grid: Grid, cell: Cell, hashes: dict[str, str]) -> CellResul
         )
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     return CellResult(cell, FINISHED, metrics, seconds=run.get("seconds"), location=str(folder))
+
+
+def check_writable_dir(path: Path, what: str = "--output-dir") -> None:
+    """Refuse, creating nothing, an output directory that cannot be made or written in: a file of that
+    name, a file where one of its parent directories should be, or a place this user cannot write."""
+    if path.exists() and not path.is_dir():
+        raise AttnguideError(f"{what} {path}: exists and is not a directory")
+    existing = path.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AttnguideError(f"{what} {path}: {existing} is a file, not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as error:
+        raise AttnguideError(
+            f"{what} {path}: cannot write in {existing} ({error.strerror or error})"
+        ) from None
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Remove what an interrupted run of a finished run directory ``folder`` left beside it: its
+    hidden ``.NAME.partial`` directory (a killed attempt's checkpoints) and ``.NAME.old`` (a run
+    being replaced). Only for a run that is known finished, failed or run elsewhere, and that no live
+    process works on. Returns what was removed."""
+    removed = []
+    for leftover in (partial_path(folder), folder.parent / f".{folder.name}.old"):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
 
 
 ATTNGUIDE = (sys.executable, "-m", "attnguide")
@@ -309,6 +343,7 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
             "only %d seed(s): intervals will be wide and paired tests weak; use 5 or more", len(grid.seeds)
         )
     logger.info(summary)
+    check_writable_dir(grid.output_dir, "output_dir")
     with GridLock(grid.output_dir) as lock, logging_redirect_tqdm():
         bar = tqdm(todo, unit="cell", smoothing=0, disable=not logger.isEnabledFor(logging.INFO) or not todo)
         for index in bar:
@@ -319,6 +354,10 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
             write_report(grid, results)
         test = _test_results(grid, results, hashes, lock)
         write_report(grid, results, test)
+        for result in results:  # under the lock: no process of a compare works on these any more
+            if result.status == "finished":
+                for leftover in remove_leftovers(run_dir(grid, result.cell)):
+                    logger.info("removed %s, left by an interrupted attempt at a finished cell", leftover)
     return results + test
 
 

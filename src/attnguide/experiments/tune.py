@@ -10,7 +10,15 @@ or any database Optuna supports (``--storage``), which several workers share. Tr
 once, when the study is, so that workers together run exactly the number asked for and none twice;
 a trial whose worker died is marked failed and run again: at once where the worker ran on this
 machine, and, in a database shared by several machines, once its worker has sent no heartbeat for
-``GRACE_SECONDS``.
+``GRACE_SECONDS``. The same command with a larger ``--trials`` continues the study to that many.
+
+A trial that fails, for whatever reason (a data file's bad line, a non-finite loss, a bug), is
+marked failed with its reason (``trials.csv``, ``report.md``) and the study goes on with the next:
+the data is read per trial, so bad data fails every trial alike. When no trial finished, the
+command ends with the first failed trial's reason as its error line (exit code 2 where that was an
+input error, 1 otherwise). A study's journal file whose last line a crash cut off is repaired when
+the study is opened (``repair_journal``), and the ``.partial`` directories of trials that ended
+(a killed trial's, which its retry does not continue) are removed when a worker's search ends.
 
 After the search, the best setting on dev and the baseline are trained again with fresh seeds and
 compared with ``compare``'s paired statistics and verdict rule; where a test file is given, each of
@@ -167,23 +175,46 @@ def _checked(space: Mapping[str, Any], source: str) -> dict[str, Any]:
                 or not {"low", "high"} <= set(value)
             ):
                 raise AttnguideError(f"{source}: {name}: expected a list of choices or {{low, high[, log]}}")
-            low, high, log = value["low"], value["high"], value.get("log", True)
-            if not all(isinstance(v, (int, float)) for v in (low, high)) or not low < high:
+            low, high = (_number(source, f"{name}: {end}", value[end]) for end in ("low", "high"))
+            log = value.get("log", True)
+            if not isinstance(log, bool):
+                raise AttnguideError(f"{source}: {name}: log: expected true or false, got {log!r}")
+            if not low < high:
                 raise AttnguideError(
-                    f"{source}: {name}: empty range: low {low!r} must be below high {high!r}"
+                    f"{source}: {name}: empty range: low {value['low']!r} must be below "
+                    f"high {value['high']!r}"
                 )
             if log and low <= 0:
-                raise AttnguideError(f"{source}: {name}: a log range needs low > 0, got {low!r}")
-            numeric[name].convert(float(low))
-            checked[name] = Range(float(low), float(high), bool(log))
+                raise AttnguideError(f"{source}: {name}: a log range needs low > 0, got {value['low']!r}")
+            try:
+                numeric[name].convert(low)
+            except AttnguideError as error:
+                raise AttnguideError(f"{source}: {name}: low: {error}") from None
+            checked[name] = Range(low, high, log)
             continue
         choices = value if isinstance(value, list) else [value]
         if not choices:
             raise AttnguideError(f"{source}: {name}: empty list of choices")
+        if name in numeric:  # YAML 1.1 reads 1e-4 as text: numbers in text are numbers
+            choices = [_number(source, name, choice) for choice in choices]
+        elif name == "guide_warmup_steps":
+            choices = [_number(source, name, choice, integer=True) for choice in choices]
         for choice in choices:
             _check_choice(source, name, choice, numeric)
         checked[name] = choices
     return checked
+
+
+def _number(source: str, where: str, value: Any, integer: bool = False) -> float | int:
+    """A number of the space file (``grid.number_value``: text such as ``1e-4`` too); else an error
+    naming the file and key."""
+    from .grid import number_value
+
+    try:
+        return number_value(value, integer)
+    except (TypeError, ValueError):
+        expected = "a whole number" if integer else "a finite number"
+        raise AttnguideError(f"{source}: {where}: expected {expected}, got {value!r}") from None
 
 
 def _check_choice(source: str, name: str, choice: Any, numeric: dict) -> None:
@@ -271,6 +302,7 @@ def open_study(settings: TuneSettings) -> Any:
     study, created = _create_or_load(_storage(settings), settings.study_name, pruner)
     if not created:
         _check_identity(study, settings)
+        _extend(study, settings.trials)
         return study
     study.set_user_attr("identity", settings.identity)
     study.set_user_attr("space", settings.space.to_dict())
@@ -279,6 +311,39 @@ def open_study(settings: TuneSettings) -> Any:
         study.enqueue_trial({})
     study.set_user_attr("ready", True)
     return study
+
+
+def planned_trials(study: Any) -> int:
+    """How many trials the study was asked for: its trials that are not a retry of another, a slot
+    enqueued twice counted once (the trials made with the study have no slot: their number)."""
+    trials = study.get_trials(deepcopy=False)
+    return len({t.user_attrs.get("slot", t.number) for t in trials if "retry_of" not in t.user_attrs})
+
+
+def _extend(study: Any, trials: int) -> None:
+    """Continue a study to ``trials`` trials: enqueue the ones it lacks, each with its ``slot`` (its
+    place in the plan), so that a trial that two workers extending the study at once both enqueued
+    runs once (``_duplicate_of``). A smaller number than the study has leaves it as it is."""
+    planned = planned_trials(study)
+    if trials < planned:
+        logger.info("the study has %d trials; --trials %d leaves it as it is", planned, trials)
+    for slot in range(planned, trials):
+        study.enqueue_trial({}, user_attrs={"slot": slot})
+    if trials > planned:
+        logger.info("the study continues from %d to %d trials", planned, trials)
+
+
+def _duplicate_of(trial: Any) -> int | None:
+    """The number of an earlier trial enqueued for the same ``slot`` as this one, if any."""
+    slot = trial.user_attrs.get("slot")
+    if slot is None:
+        return None
+    earlier = (
+        t.number
+        for t in trial.study.get_trials(deepcopy=False)
+        if t.number < trial.number and "retry_of" not in t.user_attrs and t.user_attrs.get("slot") == slot
+    )
+    return next(earlier, None)
 
 
 def _create_or_load(storage: Any, name: str, pruner: Any = None) -> tuple[Any, bool]:
@@ -308,7 +373,9 @@ def _storage(settings: TuneSettings) -> Any:
 
     if settings.storage is None:
         settings.output_dir.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(settings.output_dir / "study.journal")))
+        journal = settings.output_dir / "study.journal"
+        repair_journal(journal)
+        return JournalStorage(JournalFileBackend(str(journal)))
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
     attempts, logging_on = 3, not logger.disabled
@@ -338,6 +405,45 @@ def _storage(settings: TuneSettings) -> Any:
             failure = error
         reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
         raise AttnguideError(f"--storage {settings.storage}: cannot open the study ({reason})") from None
+
+
+def repair_journal(path: Path) -> None:
+    """Make a study's journal file safe to append to. A last line without its newline is a record a
+    crash cut off (power lost, disk full): Optuna reads past it, but its next record would be written
+    onto it, and the file could not be read again. That tail is cut off, under the journal's own
+    lock, with a warning saying what was dropped; a damaged line before the last is refused."""
+    from optuna.storages.journal import JournalFileSymlinkLock
+
+    if path.is_dir():
+        raise AttnguideError(f"{path}: is a directory; expected the study's journal file")
+    if not path.is_file():
+        return
+    lock = JournalFileSymlinkLock(str(path))
+    lock.acquire()  # other workers append only while holding it
+    try:
+        data = path.read_bytes()
+        kept = data.rfind(b"\n") + 1
+        for number, line in enumerate(data[:kept].splitlines(), start=1):
+            try:
+                json.loads(line)
+            except ValueError:
+                raise AttnguideError(
+                    f"{path}:{number}: not a record of an Optuna journal; the study cannot be read "
+                    f"past it: keep the lines before it (head -n {number - 1}) or move the file away "
+                    "to start again"
+                ) from None
+        if kept < len(data):
+            torn = data[kept:]
+            os.truncate(path, kept)
+            shown = torn[:60].decode("utf-8", errors="replace") + ("..." if len(torn) > 60 else "")
+            logger.warning(
+                "%s: its last line was cut off by a crash while it was written; dropped its %d bytes (%s)",
+                path,
+                len(torn),
+                shown,
+            )
+    finally:
+        lock.release()
 
 
 def _wait_until_ready(study: Any) -> None:
@@ -456,7 +562,20 @@ def run_study(
         _run_trial(optuna.Trial(study, trial_id), settings, task, trial_options, seed)
 
     _work(study, settings.trials, "trial", run_one, settings.timeout, wait_for_others)
+    _remove_leftovers(study, settings.output_dir / "trials")
     return study
+
+
+def _remove_leftovers(study: Any, trials: Path) -> None:
+    """Remove the ``.partial`` (and ``.old``) directories of the study's finished trials: those of a
+    trial whose worker was killed are never resumed (its retry is a trial, and a folder, of its own),
+    and a finished trial has no worker on it any more."""
+    from .runner import remove_leftovers
+
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state.is_finished():
+            for leftover in remove_leftovers(trials / f"trial-{trial.number}"):
+                logger.info("removed %s, left by trial %d", leftover, trial.number)
 
 
 POLL_SECONDS = 5
@@ -509,24 +628,43 @@ def _run_trial(trial: Any, settings: TuneSettings, task: Any, trial_options: Tri
 
     study = trial.study
     trial.set_user_attr("worker", _worker())
+    twin = _duplicate_of(trial)
+    if twin is not None:
+        trial.set_user_attr("reason", f"not run: trial {twin} has its place in the plan")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        return
     baseline = trial.user_attrs.get("baseline", False)
     guide = {"guides": "none"} if baseline else settings.space.suggest(trial)
     trial.set_user_attr("guide", guide)
-    options = trial_options(guide, seed, settings.output_dir / "trials" / f"trial-{trial.number}")
-    run = task.start(options)
     try:
+        options = trial_options(guide, seed, settings.output_dir / "trials" / f"trial-{trial.number}")
+        run = task.start(options)
         metrics = run_training(options, run, callbacks=[report_evaluation(trial, run, settings.metric)])
         value = float(metrics[settings.metric])
     except optuna.TrialPruned:
         study.tell(trial, state=optuna.trial.TrialState.PRUNED)
         _summary(trial.number, "pruned", trial.user_attrs.get("reason", ""))
-    except (AttnguideError, KeyError, ValueError, RuntimeError) as error:
-        trial.set_user_attr("reason", str(error).splitlines()[0] if str(error) else type(error).__name__)
+    except KeyboardInterrupt:  # failed, and run again by the next command, from the start
+        trial.set_user_attr("reason", "interrupted: run again")
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        _enqueue_retry(study, trial, {})
+        raise
+    except Exception as error:  # whatever the cause, the trial ends failed, never left running
+        trial.set_user_attr("reason", _reason(error))
+        trial.set_user_attr("input_error", isinstance(error, AttnguideError))
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         _summary(trial.number, "failed", trial.user_attrs["reason"])
     else:
         study.tell(trial, value)
         _summary(trial.number, f"dev {settings.metric} {value:.4f}", _describe(guide))
+
+
+def _reason(error: Exception) -> str:
+    """A failed trial's reason: the error's first line; an unexpected error's type too."""
+    text = str(error).splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, (AttnguideError, KeyError, ValueError, RuntimeError)):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 def _summary(number: int, outcome: str, detail: str) -> None:
@@ -574,6 +712,8 @@ def confirm(
     training: the setting was fixed before any test figure existed."""
     import optuna
 
+    from .runner import remove_leftovers
+
     study = open_confirmation(settings, search, guide)
 
     def run_one(trial_id: int) -> None:
@@ -586,6 +726,9 @@ def confirm(
         for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     }
     runs = [(name, seed) for name in CONFIRMED for seed in settings.seeds]
+    for name, seed in done:  # a failed run's retry resumes from its folder's: only a finished run's go
+        for leftover in remove_leftovers(_confirmation_folder(settings, name, seed)):
+            logger.info("removed %s, left by an interrupted confirmation run", leftover)
     missing = [f"{name} seed {seed}" for name, seed in runs if (name, seed) not in done]
     if missing:
         raise AttnguideError(f"confirmation: {', '.join(missing)} did not finish; run the command again")
@@ -617,7 +760,8 @@ def open_confirmation(settings: TuneSettings, search: Any, guide: dict[str, Any]
         if study.user_attrs.get("guide") != guide:
             raise AttnguideError(
                 f"study {name!r}: it confirms {study.user_attrs.get('guide')!r}, this command's best is "
-                f"{guide!r}; use another --output-dir or --study-name"
+                f"{guide!r} (trials added since it was confirmed?); use another --output-dir or "
+                "--study-name, or --no-confirm"
             )
         return study
     study.set_user_attr("guide", guide)
@@ -764,6 +908,7 @@ def _figures(study: Any, folder: Path, metric: str) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import optuna
     import optuna.visualization.matplotlib as views
     from matplotlib.ticker import NullFormatter
 
@@ -780,14 +925,18 @@ def _figures(study: Any, folder: Path, metric: str) -> list[str]:
             else {}
         ),
     }
+    verbosity = optuna.logging.get_verbosity()
     for name, plot in plots.items():
         try:
             with warnings.catch_warnings():  # Optuna's notes on its experimental plots and few trials
                 warnings.simplefilter("ignore")
+                optuna.logging.set_verbosity(optuna.logging.ERROR)  # and its "no complete trials"
                 axes = plot()
         except (ValueError, RuntimeError) as error:  # too few finished trials for this figure
             logger.info("figure %s left out: %s", name, str(error).splitlines()[0])
             continue
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         figure = (axes.flat[0] if hasattr(axes, "flat") else axes).get_figure()
         for axis in figure.axes:  # a narrow log range labels every minor tick, one over the other
             axis.xaxis.set_minor_formatter(NullFormatter())
