@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -26,9 +28,10 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def check_output_dir(output_dir: Path, overwrite: bool) -> None:
-    """Refuse to clobber a file or an existing non-empty directory unless asked to, and the current
-    directory (or one holding it), which a finished run cannot be renamed into."""
+def check_output_dir(output_dir: Path, overwrite: bool, inputs: dict[str, str | None] | None = None) -> None:
+    """Refuse to clobber a file or an existing non-empty directory unless asked to, a directory that
+    holds one of the run's ``inputs`` (flag -> path) even then, the current directory (or one
+    holding it), which a finished run cannot be renamed into, and a place the run cannot be written."""
     if Path.cwd().resolve().is_relative_to(output_dir.resolve()):
         raise AttnguideError(f"{output_dir}: is the current directory or holds it; name a new directory")
     if output_dir.exists() and not output_dir.is_dir():
@@ -37,6 +40,37 @@ def check_output_dir(output_dir: Path, overwrite: bool) -> None:
         raise AttnguideError(
             f"{output_dir}: output directory exists and is not empty (use --overwrite to replace it)"
         )
+    for flag, value in (inputs or {}).items():
+        given = Path(value).expanduser() if value else None
+        if (
+            given
+            and given.exists()
+            and output_dir.is_dir()
+            and given.resolve().is_relative_to(output_dir.resolve())
+        ):
+            raise AttnguideError(
+                f"{output_dir}: holds {flag} {value}, which replacing the directory would delete; "
+                "name another --output-dir"
+            )
+    check_writable_location(output_dir, "the run directory")
+    partial = partial_path(output_dir)
+    if partial.exists() and not partial.is_dir():
+        raise AttnguideError(
+            f"{partial}: a file where the unfinished run is written; move it away or name another "
+            "--output-dir"
+        )
+
+
+def check_writable_location(path: Path, what: str) -> None:
+    """Refuse, before any work, a ``path`` that cannot be written beside or created: the nearest
+    existing folder above it is a file, or one this user may not write in."""
+    parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise AttnguideError(f"{path}: cannot write {what}: {parent} is a file, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise AttnguideError(f"{path}: cannot write {what}: no permission to write in {parent}")
 
 
 def partial_path(output_dir: Path) -> Path:
@@ -66,6 +100,31 @@ def publish(partial: Path, output_dir: Path) -> None:
 def is_complete_run(output_dir: Path) -> bool:
     """Whether ``output_dir`` holds a finished run (its run.json and metrics.json were written)."""
     return (output_dir / "run.json").is_file() and (output_dir / "metrics.json").is_file()
+
+
+CHECKPOINT = re.compile(r"checkpoint-\d+")
+"""The name of a Trainer checkpoint inside a run directory."""
+
+
+def check_finished_model(model: str | Path) -> None:
+    """Refuse a model directory that is an unfinished training run (a hidden ``.NAME.partial``, or a
+    run directory without its run.json and metrics.json) unless it is a ``checkpoint-N`` inside one,
+    which the user names on purpose; a plain model directory (no run files) passes."""
+    path = Path(model).expanduser()
+    if not path.is_dir() or CHECKPOINT.fullmatch(path.name):
+        return
+    hidden = path.name.startswith(".") and path.name.endswith(".partial")
+    run_files = any((path / name).exists() for name in ("run.json", "metrics.json", "settings.json"))
+    if not hidden and (not run_files or is_complete_run(path)):
+        return
+    steps = sorted(
+        (int(c.name.split("-")[1]), c) for c in path.iterdir() if CHECKPOINT.fullmatch(c.name) and c.is_dir()
+    )
+    example = f", e.g. {steps[-1][1]}" if steps else "; it holds none yet"
+    raise AttnguideError(
+        f"{model}: an unfinished training run (no run.json and metrics.json); evaluate a finished "
+        f"run, or name a checkpoint inside it (.../checkpoint-N){example}"
+    )
 
 
 def read_run(path: str | Path) -> dict[str, Any] | None:

@@ -26,6 +26,8 @@ def nli(tmp: Path, rows: list[dict], name: str = "data.jsonl") -> str:
 
 
 GOOD = "1\tA man plays.\tA person plays.\t4.5\tENTAILMENT"
+GOOD2 = "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL"
+RANKING_HEADER = "qtext,label,atext\n"
 
 # Each case: a function of the temporary folder giving extra arguments for `attnguide train`
 # (the defaults supply a good --train file and the tiny model), and what the one line must say.
@@ -94,8 +96,8 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
         ["data.jsonl:2:", "mixes types"],
     ),
     "dev label unknown to train": (
-        lambda t: ["--dev", sick(t, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL", name="dv.txt")],
-        ["dv.txt:3:", "label 'NEUTRAL' does not occur in the training data"],
+        lambda t: ["--dev", sick(t, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tCONTRADICTION", name="dv.txt")],
+        ["dv.txt:3:", "label 'CONTRADICTION' does not occur in the training data"],
     ),
     "unclosed quote": (
         lambda t: [
@@ -141,6 +143,148 @@ CASES: dict[str, tuple[Callable[[Path], list[str]], list[str]]] = {
     "last:0": (lambda t: ["--layers", "last:0"], ["last:K with K a whole number >= 1"]),
     "model path missing": (lambda t: ["--model", str(t / "no-model")], ["no-model", "does not exist"]),
     "batch size 0": (lambda t: ["--batch-size", "0"], ["--batch-size must be at least 1"]),
+    # issue 27: LoRA and the guide settings
+    "lora alpha without a rank": (lambda t: ["--lora-alpha", "8"], ["--lora-alpha needs --lora-r"]),
+    "lora alpha at its default without a rank": (
+        lambda t: ["--lora-alpha", "16"],
+        ["--lora-alpha needs --lora-r"],
+    ),
+    "lora dropout without a rank": (lambda t: ["--lora-dropout", "0.2"], ["--lora-dropout needs --lora-r"]),
+    "lora targets without a rank": (
+        lambda t: ["--lora-targets", "nosuchmodule"],
+        ["--lora-targets needs --lora-r"],
+    ),
+    "lora on the task head": (
+        lambda t: ["--lora-r", "4", "--lora-targets", "query,classifier"],
+        ["--lora-targets: 'classifier' is in", "task head", "linear modules: dense, key, query, value"],
+    ),
+    "lora target missing": (
+        lambda t: ["--lora-r", "4", "--lora-targets", "nosuchmodule"],
+        ["no linear module named 'nosuchmodule'", "dense, key, query, value"],
+    ),
+    "lora rank 0": (lambda t: ["--lora-r", "0"], ["--lora-r must be a whole number >= 1, got 0"]),
+    "lora alpha 0": (lambda t: ["--lora-r", "4", "--lora-alpha", "0"], ["--lora-alpha must be a positive"]),
+    "lora alpha infinite": (
+        lambda t: ["--lora-r", "4", "--lora-alpha", "inf"],
+        ["--lora-alpha must be a positive finite number"],
+    ),
+    "lora dropout 1": (
+        lambda t: ["--lora-r", "4", "--lora-dropout", "1"],
+        ["--lora-dropout must be at least 0 and below 1"],
+    ),
+    "lora targets empty": (
+        lambda t: ["--lora-r", "4", "--lora-targets", " , "],
+        ["--lora-targets: name at least one module"],
+    ),
+    "guide name misspelt": (lambda t: ["--guide", "mdg+pgd"], ["unknown guide 'pgd' (did you mean 'pdg'?)"]),
+    "guides joined by a comma": (lambda t: ["--guide", "mdg,pdg"], ["did you mean 'mdg+pdg'?"]),
+    "layer given twice": (lambda t: ["--layers", "1,1"], ["--layers '1,1': layer 1 is given twice"]),
+    "one layer by two indices": (
+        lambda t: ["--layers", "1,-1"],
+        ["-1 and 1 are the same layer of a 2-layer model"],
+    ),
+    "last:-1": (lambda t: ["--layers", "last:-1"], ["last:K with K a whole number >= 1"]),
+    "negative guide warm-up": (
+        lambda t: ["--guide-warmup-steps", "-1"],
+        ["warmup_steps must be a whole number >= 0, got -1"],
+    ),
+    "temperature infinite": (lambda t: ["--temperature", "inf"], ["temperature must be a finite number > 0"]),
+    "weight nan": (lambda t: ["--mdg-weight", "nan"], ["mdg_weight must be a finite number >= 0, got nan"]),
+    # issue 27: train across the tasks
+    "label range to infinity": (
+        lambda t: ["--task", "regression", "--label-range", "1", "inf"],
+        ["--label-range 1 inf", "finite"],
+    ),
+    "label range nan": (
+        lambda t: ["--task", "regression", "--label-range", "nan", "5"],
+        ["--label-range nan 5", "finite"],
+    ),
+    "ranking without a relevant candidate": (
+        lambda t: [
+            "--task",
+            "ranking",
+            "--train",
+            str(_write(t / "r.csv", RANKING_HEADER + "q,0,a\nq,0,b\n")),
+        ],
+        ["r.csv", "no query has a relevant candidate to train on"],
+    ),
+    "ranking where every candidate is relevant": (
+        lambda t: [
+            "--task",
+            "ranking",
+            "--train",
+            str(_write(t / "r.csv", RANKING_HEADER + "q,1,a\nq,2,b\n")),
+        ],
+        ["r.csv", "every candidate is relevant", "--train-run"],
+    ),
+    "ranking dev without a relevant candidate": (
+        lambda t: [
+            "--task",
+            "ranking",
+            "--train",
+            str(_write(t / "r.csv", RANKING_HEADER + "q,1,a\nq,0,b\n")),
+            "--dev",
+            str(_write(t / "d.csv", RANKING_HEADER + "q,0,a\np,0,b\n")),
+        ],
+        ["d.csv", "no query has a relevant candidate, so none can be evaluated", "--keep-unanswerable"],
+    ),
+    "one label only": (
+        lambda t: ["--train", sick(t, GOOD, GOOD.replace("1", "2", 1), name="one.txt")],
+        ["one.txt", "every example has the label 'ENTAILMENT'", "at least two labels"],
+    ),
+    "scores as class labels": (
+        lambda t: ["--train", sick(t, GOOD, GOOD2), "--label", "relatedness_score"],
+        ["sick.txt:2:", "label '4.5' is a fraction", "--task regression"],
+    ),
+    "one number spelt two ways as labels": (
+        lambda t: [
+            *("--text-a", "a", "--label", "y"),
+            *("--train", str(_write(t / "n.csv", "a,y\nx y,1\nz w,0\nq r,1.0\n"))),
+        ],
+        ["n.csv:4:", "label '1.0' is the number of label '1' spelt another way"],
+    ),
+    "infinite learning rate": (lambda t: ["--lr", "inf"], ["--lr must be a positive finite number"]),
+    "weight decay nan": (
+        lambda t: ["--weight-decay", "nan"],
+        ["--weight-decay must be a finite number >= 0"],
+    ),
+    "negative weight decay": (
+        lambda t: ["--weight-decay", "-1"],
+        ["--weight-decay must be a finite number >= 0"],
+    ),
+    "regression dev with one score": (
+        lambda t: ["--task", "regression", "--dev", sick(t, GOOD, GOOD.replace("1", "2", 1), name="c.txt")],
+        ["c.txt", "every score is 4.5", "scores that differ"],
+    ),
+    "regression dev of one row": (
+        lambda t: ["--task", "regression", "--dev", sick(t, GOOD, name="c.txt")],
+        ["c.txt", "every score is 4.5"],
+    ),
+    "tagging data with one tag": (
+        lambda t: ["--task", "token-classification", "--train", str(_write(t / "o.tsv", "a\tO\nb\tO\n\n"))],
+        ["o.tsv", "every word is tagged 'O'"],
+    ),
+    "tagging data without a sub-token": (
+        lambda t: [
+            *("--task", "token-classification"),
+            *("--train", str(_write(t / "z.tsv", "\u200b\tO\n\x07\tB-Disease\n\n"))),
+        ],
+        ["z.tsv", "no word of any sentence has a sub-token"],
+    ),
+    "tag that is not IOB": (
+        lambda t: [
+            *("--task", "token-classification"),
+            *("--train", str(_write(t / "x.tsv", "a\tO\nb\tX-Disease\n\n"))),
+        ],
+        ["x.tsv:2:", "expected a tag O, B-TYPE or I-TYPE", "'X-Disease'"],
+    ),
+    "jsonl file holding one list": (
+        lambda t: [
+            "--train",
+            str(_write(t / "l.jsonl", '[{"sentence1": "a", "sentence2": "b", "gold_label": "x"}]')),
+        ],
+        ["l.jsonl:1:", "expected a JSON object on each line, found list"],
+    ),
 }
 
 
@@ -152,6 +296,17 @@ def _write(path: Path, text: str) -> Path:
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
     return path
+
+
+def _by_flag(args: list[str]) -> dict[str, list[str]]:
+    """Command-line arguments as each flag's values (``--label-range 1 5`` has two)."""
+    flags: dict[str, list[str]] = {}
+    for arg in args:
+        if arg.startswith("--"):
+            values = flags[arg] = []
+        else:
+            values.append(arg)
+    return flags
 
 
 def assert_one_line_error(capsys, code: int, fragments: list[str]) -> None:
@@ -170,11 +325,17 @@ def test_bad_input(case, tiny_model_dir, tmp_path, capsys) -> None:
     inputs.mkdir()
     make_args, fragments = CASES[case]
     extra = make_args(inputs)
-    flags = {"--model": tiny_model_dir, "--train": sick(inputs, GOOD, name="good.txt"), "--guide": "mdg+pdg"}
-    flags.update(zip(extra[::2], extra[1::2], strict=True))
+    flags = {
+        "--model": [tiny_model_dir],
+        "--train": [sick(inputs, GOOD, GOOD2, name="good.txt")],
+        "--guide": ["mdg+pdg"],
+    }
+    flags.update(_by_flag(extra))
     out = tmp_path / "out"
     before = sorted(p.name for p in tmp_path.iterdir())
-    code = main(["train", *[x for pair in flags.items() for x in pair], "--output-dir", str(out)])
+    code = main(
+        ["train", *[x for flag, values in flags.items() for x in (flag, *values)], "--output-dir", str(out)]
+    )
     assert_one_line_error(capsys, code, fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output dir, no hidden partial run
 
@@ -263,11 +424,11 @@ def test_the_current_directory_is_refused_as_output(tiny_model_dir, tmp_path, ca
 def test_eval_refuses_a_directory_for_output_and_names_the_line_of_an_unknown_label(
     tiny_model_dir, tmp_path, capsys
 ) -> None:
-    train = sick(tmp_path, GOOD, name="tr.txt")
+    train = sick(tmp_path, GOOD, GOOD2, name="tr.txt")
     run = tmp_path / "run"
     assert main(quick_train(tiny_model_dir, train, run)) == 0
     capsys.readouterr()
-    data = sick(tmp_path, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tNEUTRAL", name="ev.txt")
+    data = sick(tmp_path, GOOD, "2\tA dog runs.\tA cat runs.\t2.0\tCONTRADICTION", name="ev.txt")
     (tmp_path / "predictions").mkdir()
     code = main(["eval", "--model", str(run), "--data", train, "--output", str(tmp_path / "predictions")])
     assert_one_line_error(capsys, code, ["predictions: is a directory"])
@@ -275,5 +436,5 @@ def test_eval_refuses_a_directory_for_output_and_names_the_line_of_an_unknown_la
     assert_one_line_error(capsys, code, ["the input --data and the predictions would be the same file"])
     assert Path(train).read_text().startswith("pair_ID")
     code = main(["eval", "--model", str(run), "--data", data, "--output", str(tmp_path / "p.jsonl")])
-    assert_one_line_error(capsys, code, ["ev.txt:3:", "label 'NEUTRAL' is not one the model knows"])
+    assert_one_line_error(capsys, code, ["ev.txt:3:", "label 'CONTRADICTION' is not one the model knows"])
     assert not (tmp_path / "p.jsonl").exists()

@@ -20,7 +20,7 @@ from ..analysis.diagnostics import EvalMeasures
 from ..capture.routes import use_eager_attention
 from ..files import check_output_files, predictions_path, write_json
 from ..guiding.config import GuideConfig
-from ..rundir import read_run
+from ..rundir import check_writable_location, read_run
 
 logger = logging.getLogger("attnguide")
 
@@ -48,6 +48,8 @@ class EvalFiles:
         outputs = {"the predictions": predictions, "the metrics": files.metrics}
         outputs.update(more(predictions) if more else {})
         check_output_files(outputs, {"--data": args.data, **(inputs or {})})
+        for what, path in outputs.items():
+            check_writable_location(path, what)
         return files
 
     def write_metrics(self, metrics: dict[str, float]) -> dict[str, float]:

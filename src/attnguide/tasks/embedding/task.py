@@ -73,12 +73,14 @@ class EmbeddingTask:
         from ...files import write_jsonl
         from ...models import load_sentence_transformer, load_tokenizer
         from ..evaluation import EvalFiles, trained_guide
-        from ..regression.data import read_scored
+        from ..regression.data import check_scores_vary, read_scored
         from ..regression.task import label_range_of
         from .evaluation import evaluate_embedding, prediction_rows
 
         files = EvalFiles.checked(args)
-        data = read_scored(args.data, args.format, Columns.from_args(args), label_range_of(args))
+        data = check_scores_vary(
+            read_scored(args.data, args.format, Columns.from_args(args), label_range_of(args))
+        )
         model = load_sentence_transformer(args.model, args.max_length)
         tokenizer = load_tokenizer(args.model)
         guide = trained_guide(args.model)

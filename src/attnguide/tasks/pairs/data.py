@@ -267,9 +267,17 @@ def load_hf_dataset(
 def label_list(train: PairData, dev: PairData | None = None) -> list[str]:
     """The label vocabulary: the layout's canonical order when it covers every training label, else sorted.
 
-    Raises DataError if ``dev`` has a label that the training data lacks.
+    Raises DataError if the training data has fewer than two labels, or labels that are numbers of
+    which some are fractions (scores, for ``--task regression``) or one number spelt two ways
+    (``1`` and ``1.0``), or if ``dev`` has a label that the training data lacks.
     """
     seen = set(train.labels)
+    if len(seen) < 2:
+        raise DataError(
+            train.source,
+            f"every example has the label {train.labels[0]!r}; a classifier needs at least two labels",
+        )
+    _check_numeric_labels(train)
     if train.label_order is not None and seen <= set(train.label_order):
         labels = [name for name in train.label_order if name in seen]
     else:
@@ -281,6 +289,31 @@ def label_list(train: PairData, dev: PairData | None = None) -> list[str]:
                     index, f"label {name!r} does not occur in the training data (known: {', '.join(labels)})"
                 )
     return labels
+
+
+def _check_numeric_labels(data: PairData) -> None:
+    """Refuse labels that are all numbers where some are fractions, or where one number is spelt two
+    ways: they are scores, or classes that would split by their spelling."""
+    numbers: dict[str, float] = {}
+    for name in dict.fromkeys(data.labels):
+        try:
+            numbers[name] = float(name)
+        except ValueError:
+            return
+    by_value: dict[float, str] = {}
+    for index, name in enumerate(data.labels):
+        value = numbers[name]
+        if not value.is_integer():
+            raise data.error(
+                index,
+                f"label {name!r} is a fraction: the labels look like scores; train on them with "
+                "--task regression",
+            )
+        first = by_value.setdefault(value, name)
+        if first != name:
+            raise data.error(
+                index, f"label {name!r} is the number of label {first!r} spelt another way; write both alike"
+            )
 
 
 def _detect(layouts: tuple[_Layout, ...], header: list[str]) -> _Layout | None:

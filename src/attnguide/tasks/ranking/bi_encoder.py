@@ -29,7 +29,8 @@ ZERO_SHOT_MEASURES = ("map", "mrr", "ndcg@10", "p@1")
 def triplets(data: RankingData, seed: int) -> Dataset:
     """One (anchor: query, positive: a relevant document, negative: an irrelevant one) row per
     relevant candidate; the negative is drawn from the query's own irrelevant candidates (its hard
-    negatives) or, for a query without any, from the other queries' (seeded)."""
+    negatives) or, for a query without any, from the other queries' (seeded). Where no candidate
+    at all is irrelevant, the rows are (anchor, positive) only: the loss's in-batch negatives."""
     rng = np.random.default_rng(seed)
     wrong: dict[str, list[str]] = {}
     for candidate in data.candidates:
@@ -42,7 +43,10 @@ def triplets(data: RankingData, seed: int) -> Dataset:
             pool = wrong.get(candidate.qid) or everything
             rows["anchor"].append(data.queries[candidate.qid])
             rows["positive"].append(candidate.text)
-            rows["negative"].append(pool[int(rng.integers(len(pool)))])
+            if pool:
+                rows["negative"].append(pool[int(rng.integers(len(pool)))])
+    if not everything:
+        del rows["negative"]
     return Dataset.from_dict(rows)
 
 

@@ -11,7 +11,6 @@ from typing import Any
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
-from ...errors import AttnguideError
 from ...models import load_sentence_transformer
 from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
@@ -38,8 +37,6 @@ class BiEncoderRankingRun(RankerRun):
         from sentence_transformers import SentenceTransformerTrainingArguments
 
         rows = triplets(self.train_data, self.options.seed)
-        if len(rows) == 0:
-            raise AttnguideError(f"{self.train_data.source}: no query has a relevant candidate to train on")
         logger.info(
             "%d (query, relevant, irrelevant) rows for the multiple-negatives ranking loss", len(rows)
         )

@@ -14,7 +14,7 @@ from pathlib import Path
 import ir_measures
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
-from ...errors import AttnguideError
+from ...errors import AttnguideError, DataError
 from ...files import write_jsonl, write_text
 from ...models import load_model
 from ...rundir import file_sha256
@@ -70,9 +70,23 @@ class RankerRun:
         )
 
     def _read_data(self) -> None:
+        """Read the data and refuse, before any training, data no ranker can learn from or be
+        measured on: training data without a relevant candidate, dev data without a query to
+        evaluate."""
         options = self.options
         self.train_data = _read(options, options.train, options.train_run)
         self.dev_data = _read(options, options.dev, options.dev_run)
+        if not any(self.train_data.relevance(c) > 0 for c in self.train_data.candidates):
+            raise DataError(
+                self.train_data.source, "no query has a relevant candidate to train on (every label is 0)"
+            )
+        dev = self.dev_data
+        if dev is not None and not options.keep_unanswerable and len(dev.unanswerable) == len(dev.queries):
+            raise DataError(
+                dev.source,
+                "no query has a relevant candidate, so none can be evaluated (--keep-unanswerable "
+                "counts such queries as 0)",
+            )
 
     def _dev_results(self, evaluation: RankingEvaluation, run_dir: Path) -> dict[str, float]:
         """The dev metrics and those of the starting model (``model_name``) used zero-shot where it is a
@@ -96,6 +110,13 @@ class RankingRun(RankerRun):
 
     def read(self) -> list[str]:
         self._read_data()
+        train_data = self.train_data
+        if all(train_data.relevance(c) > 0 for c in train_data.candidates):
+            raise DataError(
+                train_data.source,
+                "every candidate is relevant, so a reranker has nothing to rank them above; give "
+                "irrelevant candidates too (with the trec layout, a candidate run: --train-run)",
+            )
         return ["relevance"]  # one output: the pair's score
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:

@@ -30,6 +30,7 @@ from ..readers import Columns, check_data_file, kind_of, load_hf_split
 FORMATS = ("auto", "iob", "conll", "jsonl")
 _TAG = re.compile(r"^(O|[BIES]-\S+)$")
 _DOCSTART = "-DOCSTART-"
+_SPACES = re.compile(r"[ \t]+")
 
 
 @dataclass
@@ -74,8 +75,12 @@ class TaggedSentences:
 
 def tag_list(train: TaggedSentences, dev: TaggedSentences | None = None) -> list[str]:
     """The model's labels: ``O`` first, then the other tags sorted by entity type, ``B-`` before
-    ``I-``. A dev tag the training data lacks is an error at its line."""
+    ``I-``. Training data with one tag only, or a dev tag the training data lacks, is an error."""
     seen = {tag for tags in train.tags for tag in tags}
+    if len(seen) < 2:
+        raise DataError(
+            train.source, f"every word is tagged {seen.pop()!r}; a tagger needs at least two tags to learn"
+        )
     labels = sorted(seen, key=lambda t: (t != "O", t[2:], t[:1]))
     if dev is not None:
         check_known_tags(dev, labels)
@@ -104,7 +109,7 @@ def read_tagged(path: str | Path, format: str = "auto", columns: Columns | None 
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise DataError(path, f"invalid UTF-8 ({error.reason}); expected UTF-8 text") from None
-    raw = text.splitlines(keepends=True)
+    raw = _lines(text)
     layout = format if format != "auto" else _detect(path, raw)
     if layout == "jsonl":
         data = _read_jsonl(path, raw, columns or Columns())
@@ -115,6 +120,14 @@ def read_tagged(path: str | Path, format: str = "auto", columns: Columns | None 
     if not data.words:
         raise DataError(path, "no sentences")
     return data
+
+
+def _lines(text: str) -> list[str]:
+    """The lines of ``text`` with their ends; only a newline (LF or CRLF) ends a line, not the other
+    breaks ``str.splitlines`` knows (U+2028, U+0085, form feed, ...), which may sit inside a word."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def _detect(path: Path, raw: list[str]) -> str:
@@ -129,7 +142,7 @@ def _detect(path: Path, raw: list[str]) -> str:
 def _read_columns(path: Path, raw: list[str], layout: str) -> TaggedSentences:
     """The iob (tab) and conll (space) layouts: a word per line, the tag last, blank lines between
     sentences; every word line has the same number of columns, at least two."""
-    separator, what = ("\t", "tab-separated") if layout == "iob" else (None, "space-separated")
+    what = "tab-separated" if layout == "iob" else "space-separated"
     data = TaggedSentences([], [], str(path), layout, [], raw=raw)
     words: list[str] = []
     tags: list[str] = []
@@ -148,7 +161,8 @@ def _read_columns(path: Path, raw: list[str], layout: str) -> TaggedSentences:
         if not content.strip():
             end_sentence()
             continue
-        fields = content.split(separator)
+        # conll: split at runs of ASCII spaces and tabs only, as a word may hold other spaces
+        fields = content.split("\t") if layout == "iob" else _SPACES.split(content.strip(" \t"))
         if fields[0].strip() == _DOCSTART:
             end_sentence()
             continue

@@ -6,7 +6,8 @@ into windows that overlap by ``stride`` sub-tokens (the tokenizer's overflowing 
 seen by several windows belongs to the one where it has the most context on both sides: it is
 trained and predicted there only, so no word counts twice and none is dropped. A word that the
 tokenizer turns into no sub-token at all (a lone control character, say) cannot be predicted: it
-gets ``O`` and is counted (``words_without_subwords``).
+gets ``O`` and is counted (``words_without_subwords``); a sentence of such words only gets no
+window, and its gold tags still count in the metrics.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from ...errors import AttnguideError
+from ...errors import AttnguideError, DataError
 from .data import TaggedSentences
 
 logger = logging.getLogger("attnguide")
@@ -71,6 +72,8 @@ def encode_windows(
     for window, sentence in enumerate(sentence_of):
         ids = encoded.word_ids(window)
         content = [p for p, w in enumerate(ids) if w is not None]
+        if not content:  # a sentence whose every word has no sub-token: nothing to train or predict
+            continue
         first, last = content[0], content[-1]
         for position, word in enumerate(ids):
             if word is None or (position > 0 and ids[position - 1] == word):
@@ -83,10 +86,18 @@ def encode_windows(
     positions: list[dict[int, tuple[int, int]]] = [{} for _ in sentence_of]
     for (sentence, word), (_, negative_window, position) in owner.items():
         positions[-negative_window][position] = (sentence, word)
-    columns = {name: encoded[name] for name in encoded if name != "overflow_to_sample_mapping"}
+    kept = [window for window, where in enumerate(positions) if where]  # windows with a word to tag
+    if not kept:
+        raise DataError(data.source, "no word of any sentence has a sub-token of this tokenizer")
+    positions = [positions[window] for window in kept]
+    columns = {
+        name: [encoded[name][window] for window in kept]
+        for name in encoded
+        if name != "overflow_to_sample_mapping"
+    }
     if label2id is not None:
         columns["labels"] = []
-        for ids, where in zip(encoded["input_ids"], positions, strict=True):
+        for ids, where in zip(columns["input_ids"], positions, strict=True):
             labels = [IGNORED] * len(ids)
             for position, (sentence, word) in where.items():
                 labels[position] = label2id[data.tags[sentence][word]]
