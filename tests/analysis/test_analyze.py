@@ -43,6 +43,7 @@ def run_dir(tmp_path_factory, tiny_model_dir) -> str:
         path / "log_history.json", [*history, {"step": 6, "eval_loss": 1.05}, {"step": 6, "train_loss": 1.0}]
     )
     write_json(path / "run.json", {"data": {"train": {"source": "/somewhere/train.jsonl"}}})
+    write_json(path / "metrics.json", {})  # a finished run
     return str(path)
 
 
@@ -115,6 +116,7 @@ def test_a_ranking_run_is_analysed_on_ranking_data(tiny_model_dir, tmp_path) -> 
     model = tmp_path / "reranker"
     shutil.copytree(tiny_model_dir, model)
     write_json(model / "run.json", {"task": "ranking", "data": {}})
+    write_json(model / "metrics.json", {})
     data = tmp_path / "qa.csv"
     rows = [f"what is item {q}?,{int(a == q)},item {q} is thing {a}." for q in range(3) for a in range(3)]
     data.write_text("qtext,label,atext\n" + "\n".join(rows) + "\n", encoding="utf-8")

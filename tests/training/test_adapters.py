@@ -157,5 +157,5 @@ def test_targets_the_model_lacks_are_refused_with_the_names_it_has(
     assert main([*argv, "--output-dir", str(out)]) == 2
     err = capsys.readouterr().err
     assert "--lora-targets: BertForSequenceClassification has no linear module named 'q_lin'" in err
-    assert "(its linear modules: classifier, dense, key, query, value)" in err and err.count("\n") == 1
+    assert "; its encoder's linear modules: dense, key, query, value" in err and err.count("\n") == 1
     assert not out.exists() and not list(tmp_path.glob(".*"))

@@ -25,8 +25,8 @@ from ..capture.routes import model_shape
 from ..errors import AttnguideError
 from ..files import write_json, write_text
 from ..guiding.profiles import attention_profiles
-from ..models import default_model_path, load_model, load_tokenizer
-from ..rundir import check_output_dir, fresh_partial, publish
+from ..models import check_max_length, default_model_path, load_model, load_tokenizer
+from ..rundir import check_finished_model, check_output_dir, fresh_partial, publish
 from .diagnostics import DESCRIPTIONS, Diagnostics, diagnose, special_token_mask
 from .plots import ExampleProfiles, layer_bars, profile_heatmaps, similarity_matrices, training_curves
 
@@ -71,6 +71,11 @@ class AnalyzeOptions:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
+        for name in ("models", "names"):
+            if isinstance(getattr(self, name), str):
+                raise AttnguideError(
+                    f"AnalyzeOptions: {name} is a list, one per model, got the text {getattr(self, name)!r}"
+                )
         self.models = list(self.models) or [default_model_path()]
         for name, least in (("limit", 0), ("example", 0), ("batch_size", 1), ("max_length", 1)):
             if getattr(self, name) < least:
@@ -81,6 +86,14 @@ class AnalyzeOptions:
             raise AttnguideError(
                 f"--names needs {len(self.models)} distinct names, one per model, got {len(self.names)}"
             )
+        seen: dict[str, str] = {}
+        for model in self.models:
+            key = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
+            if key in seen:
+                raise AttnguideError(
+                    f"--compare {model}: the same model as {seen[key]}, given twice; name each model once"
+                )
+            seen[key] = model
 
 
 def model_names(models: list[str]) -> list[str]:
@@ -237,11 +250,20 @@ def _rounded(diagnostics: Diagnostics) -> dict:
     return data
 
 
-def check_analysis(options: AnalyzeOptions) -> None:
-    """Refuse, before any data is read, an output directory that would be clobbered and a
-    ``--bertviz`` without bertviz."""
-    check_output_dir(Path(options.output_dir), options.overwrite)
+def check_analysis(options: AnalyzeOptions, data: str | None = None) -> None:
+    """Refuse, before any data is read, a model that is an unfinished training run, an output
+    directory that would be clobbered (``--overwrite`` included, where it holds a model or the
+    ``data`` file) and a ``--bertviz`` without bertviz."""
+    for model in options.models:
+        check_finished_model(model)
+    output_dir = Path(options.output_dir)
+    flags = ["--model"] + ["--compare"] * (len(options.models) - 1)
+    for flag, model in zip(flags, options.models, strict=True):
+        check_output_dir(output_dir, options.overwrite, {flag: model})
+    check_output_dir(output_dir, options.overwrite, {"--data": data})
     if options.bertviz is not None:
+        if Path(options.bertviz).is_dir() or Path(options.bertviz).absolute() == output_dir.absolute():
+            raise AttnguideError(f"--bertviz {options.bertviz}: is a directory; name an .html file")
         _check_bertviz()
 
 
@@ -249,7 +271,7 @@ def run_analysis(options: AnalyzeOptions, data: AnalysisData) -> list[tuple[str,
     """Diagnose every model on ``data``, draw the figures, write the output directory; returns
     (name, diagnostics)."""
     output_dir = Path(options.output_dir)
-    check_analysis(options)
+    check_analysis(options, data.source)
     if options.example >= len(data):
         raise AttnguideError(f"--example {options.example}: only {len(data)} examples are analysed")
     names = options.names or model_names(options.models)
@@ -258,9 +280,12 @@ def run_analysis(options: AnalyzeOptions, data: AnalysisData) -> list[tuple[str,
 
     results: list[tuple[str, Diagnostics]] = []
     examples: list[ExampleProfiles] = []
+    tokenizers = [load_tokenizer(path) for path in options.models]  # a missing model fails before any work
+    view = None
     for index, (name, path) in enumerate(zip(names, options.models, strict=True)):
-        tokenizer = load_tokenizer(path)
+        tokenizer = tokenizers[index]
         model = load_model(path, attn_implementation="eager")
+        check_max_length(path, model, tokenizer, options.max_length)
         model.to("cuda" if torch.cuda.is_available() else "cpu")
         dataset = data.encode(tokenizer, options.max_length)
         diagnostics = diagnose(
@@ -271,10 +296,16 @@ def run_analysis(options: AnalyzeOptions, data: AnalysisData) -> list[tuple[str,
         attentions, tokens, special = _one_example(model, tokenizer, row)
         profiles = attention_profiles(attentions, torch.tensor([row["attention_mask"]]))[0].cpu().numpy()
         examples.append(ExampleProfiles(name, tokens, special, profiles, model_shape(model)[1]))
-        if index == 0 and options.bertviz is not None:
-            _write_bertviz(options.bertviz, attentions, tokens, row)
+        if index == 0:
+            view = (attentions, tokens, row)
 
     partial = fresh_partial(output_dir)
+    if options.bertviz is not None:  # inside the output directory: written into the partial one
+        bertviz = Path(options.bertviz).absolute()
+        inside = bertviz.is_relative_to(output_dir.absolute())
+        _write_bertviz(
+            str(partial / bertviz.relative_to(output_dir.absolute()) if inside else bertviz), *view
+        )
     counted = f"{data_name}, {len(data)} examples"
     profile_heatmaps(
         examples, f"Attention profiles of example {options.example} of {data_name}", partial / "profiles.png"

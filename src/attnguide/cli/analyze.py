@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         bertviz=args.bertviz,
         overwrite=args.overwrite,
     )
-    check_analysis(options)
+    check_analysis(options, args.data)
     quiet_libraries()
     print(summary_table(run_analysis(options, task.analysis_data(args, options.limit))))
     return 0

@@ -8,10 +8,12 @@ Imports no torch, so that the command line can check settings before loading any
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
+from numbers import Integral
 from typing import Any
 
 from ..errors import ConfigError
-from .registry import GUIDES, guide_settings
+from .registry import GENERAL_SETTINGS, GUIDES, guide_settings
 
 SCOPES = ("joint", "per-layer")
 CAPTURES = ("auto", "efficient", "output-attentions")
@@ -22,22 +24,43 @@ released code's mean over keys, 1/n everywhere (no guiding signal, for reproduci
 
 def parse_guides(spec: str | Sequence[str]) -> tuple[str, ...]:
     """``"mdg+pdg"`` or ``["mdg", "pdg"]`` -> ``("mdg", "pdg")``; ``"none"`` or ``""`` -> ``()``."""
-    parts = spec.split("+") if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str):
+        parts = spec.split("+")
+    elif isinstance(spec, Sequence) and all(isinstance(p, str) for p in spec):
+        parts = list(spec)
+    else:
+        raise ConfigError(f"guides: expected text such as 'mdg+pdg' or a list of guide names, got {spec!r}")
     names = tuple(
         dict.fromkeys(p.strip().lower() for p in parts if p.strip() and p.strip().lower() != "none")
     )
-    unknown = [n for n in names if n not in GUIDES]
-    if unknown:
+    unknown = next((n for n in names if n not in GUIDES), None)
+    if unknown is not None:
         raise ConfigError(
-            f"unknown guide {unknown[0]!r}; expected none or a '+'-joined choice of {', '.join(GUIDES)}"
+            f"unknown guide {unknown!r}{_suggestion(unknown, [*GUIDES, 'none'])}; expected none or a "
+            f"'+'-joined choice of {', '.join(GUIDES)}"
         )
     return names
+
+
+def _suggestion(name: str, known: Sequence[str]) -> str:
+    """``" (did you mean 'pdg'?)"`` for a near miss (or a ','-joined list for '+'), else ``""``."""
+    if "," in name and all(part.strip() in known for part in name.split(",")):
+        return f" (did you mean {'+'.join(part.strip() for part in name.split(','))!r}?)"
+    close = get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_layers(spec: str | Sequence[int]) -> str | tuple[int, ...]:
     """Check a layer selection's syntax: ``"all"``, ``"last:K"`` with K >= 1, or layer indices."""
     if not isinstance(spec, str):
-        return tuple(int(i) for i in spec)
+        if not isinstance(spec, Sequence) or not all(
+            isinstance(i, Integral) and not isinstance(i, bool) for i in spec
+        ):
+            raise ConfigError(
+                f"layers: expected 'all', 'last:K' or a list of whole layer indices, got {spec!r}"
+                + (f" (layer {spec} alone: [{spec}])" if isinstance(spec, int) else "")
+            )
+        return _distinct(tuple(int(i) for i in spec), spec)
     text = spec.strip().lower()
     if text == "all":
         return "all"
@@ -52,6 +75,16 @@ def parse_layers(spec: str | Sequence[int]) -> str | tuple[int, ...]:
         raise ConfigError(
             f"--layers {spec!r}: expected all, last:K or comma-separated layer indices"
         ) from None
+    return _distinct(indices, spec)
+
+
+def _distinct(indices: tuple[int, ...], spec: object) -> tuple[int, ...]:
+    """The indices, refused where empty or where one is given twice."""
+    if not indices:
+        raise ConfigError("layers: name at least one layer (or 'all')")
+    twice = next((i for i in indices if indices.count(i) > 1), None)
+    if twice is not None:
+        raise ConfigError(f"--layers {spec!r}: layer {twice} is given twice")
     return indices
 
 
@@ -87,7 +120,10 @@ class GuideConfig:
         known = {s.name: s for s in guide_settings()}
         unknown = next((name for name in settings if name not in known), None)
         if unknown is not None:
-            raise ConfigError(f"unknown guide setting {unknown!r}; expected one of {', '.join(known)}")
+            raise ConfigError(
+                f"unknown guide setting {unknown!r}{_suggestion(unknown, [*known, *GENERAL_SETTINGS])}; "
+                f"expected one of {', '.join(known)}"
+            )
         self.guides = parse_guides(guides)
         self.settings = {name: s.convert(settings.get(name, s.default)) for name, s in known.items()}
         spec = parse_layers(layers)
@@ -102,7 +138,11 @@ class GuideConfig:
             raise ConfigError(f"unknown scope {self.scope!r}; expected one of {', '.join(SCOPES)}")
         if self.profile not in PROFILE_KINDS:
             raise ConfigError(f"unknown profile {self.profile!r}; expected one of {', '.join(PROFILE_KINDS)}")
-        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+        if (
+            not isinstance(self.warmup_steps, int)
+            or isinstance(self.warmup_steps, bool)
+            or self.warmup_steps < 0
+        ):
             raise ConfigError(f"warmup_steps must be a whole number >= 0, got {self.warmup_steps!r}")
         if self.capture not in CAPTURES:
             raise ConfigError(f"unknown capture {self.capture!r}; expected one of {', '.join(CAPTURES)}")
@@ -169,6 +209,11 @@ class GuideConfig:
             raise ConfigError(
                 f"layer index {bad[0]} is out of range: the model has layers 0..{num_layers - 1}"
             )
+        same = next(((i, j) for i in spec for j in spec if i < j and i % num_layers == j % num_layers), None)
+        if same is not None:
+            raise ConfigError(
+                f"--layers: {same[0]} and {same[1]} are the same layer of a {num_layers}-layer model"
+            )
         return sorted({i % num_layers for i in spec})
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,4 +232,8 @@ class GuideConfig:
     def from_dict(cls, data: Mapping[str, Any]) -> GuideConfig:
         """The settings ``to_dict`` wrote (a run's ``run.json``); settings of guides that are not
         registered here are refused by name."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(
+                f"GuideConfig.from_dict: expected a mapping of settings, got {type(data).__name__}"
+            )
         return cls(**data)

@@ -14,14 +14,14 @@ guiding losses come from the same forward passes as the loss itself, with no sec
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from ..capture.routes import make_capture
-from ..errors import AttnguideError
+from ..errors import AttnguideError, ConfigError
 from ..guiding.batch import guide_losses
 from ..guiding.config import GuideConfig
 from ..guiding.guides import MapInputs
@@ -56,6 +56,7 @@ class GuidedLoss(nn.Module):
         super().__init__()
         from sentence_transformers.base.losses.gradcache import uses_gradient_cache
 
+        _check_arguments(model, loss, guide_config)
         if uses_gradient_cache(loss):
             raise AttnguideError(
                 f"{type(loss).__name__} embeds without gradient and back-propagates later, past the guided "
@@ -70,7 +71,14 @@ class GuidedLoss(nn.Module):
         )
         self.pattern_tokens = None
         if self.guide_config.weight("pattern") > 0:
-            self.pattern_tokens = PatternTokens.from_tokenizer(model.tokenizer)
+            tokenizer = getattr(model, "tokenizer", None)
+            if tokenizer is None:
+                raise AttnguideError(
+                    f"GuidedLoss: the pattern guide finds its tokens with the model's tokenizer, and "
+                    f"{type(model).__name__} has none (model.tokenizer); pass the SentenceTransformer "
+                    "or CrossEncoder itself"
+                )
+            self.pattern_tokens = PatternTokens.from_tokenizer(tokenizer)
         self.steps = 0
 
     def forward(self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor) -> dict:
@@ -119,11 +127,25 @@ class GuidedLoss(nn.Module):
         terms = {
             name: self.guide_config.weight(name) * ramp * value / sequences for name, value in sums.items()
         }
-        return {**self._parts(task), **terms}
+        parts = self._parts(task)
+        clash = next((name for name in parts if name in terms), None)
+        if clash is not None:
+            raise AttnguideError(
+                f"{type(self.loss).__name__} returns a part named {clash!r}, which is the name of a guide's "
+                "term: the sum would lose one of them; rename the wrapped loss's part"
+            )
+        return {**parts, **terms}
 
-    @staticmethod
-    def _parts(task: torch.Tensor | dict) -> dict:
-        return dict(task) if isinstance(task, dict) else {"task": task}
+    def _parts(self, task: Any) -> dict:
+        """The wrapped loss's parts: its dict as it is, a tensor as ``task``."""
+        if isinstance(task, Mapping):
+            return dict(task)
+        if isinstance(task, torch.Tensor):
+            return {"task": task}
+        raise AttnguideError(
+            f"{type(self.loss).__name__} returned {type(task).__name__}; a loss must return a tensor "
+            "or a dict of tensors"
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         """For the model card: the wrapped loss and the guiding settings."""
@@ -133,6 +155,38 @@ class GuidedLoss(nn.Module):
     def citation(self) -> str:
         """Attention guiding's citation, and the wrapped loss's."""
         return CITATION + getattr(self.loss, "citation", "")
+
+
+def _check_arguments(model: Any, loss: Any, guide_config: Any) -> None:
+    """Refuse, naming the argument, what ``GuidedLoss`` cannot wrap: a model or loss that is no
+    torch module, a loss class instead of a loss, a loss built for another model, settings that
+    are no ``GuideConfig``."""
+    if not isinstance(model, nn.Module):
+        raise AttnguideError(
+            f"GuidedLoss: model must be a SentenceTransformer or CrossEncoder, got {type(model).__name__}"
+        )
+    if isinstance(loss, type):
+        raise AttnguideError(
+            f"GuidedLoss: loss is the class {loss.__name__}; pass a loss made for the model, "
+            f"{loss.__name__}(model)"
+        )
+    if not isinstance(loss, nn.Module):
+        raise AttnguideError(
+            f"GuidedLoss: loss must be a sentence-transformers loss (a torch module called with the "
+            f"features and labels), got {type(loss).__name__}"
+        )
+    own = getattr(loss, "model", None)
+    if isinstance(own, nn.Module) and own is not model:
+        raise AttnguideError(
+            f"GuidedLoss: the loss {type(loss).__name__} was made for another model than the "
+            f"{type(model).__name__} given, so guiding would not see its forward passes; make the loss "
+            f"with the model you wrap: {type(loss).__name__}(model)"
+        )
+    if guide_config is not None and not isinstance(guide_config, GuideConfig):
+        raise ConfigError(
+            f"GuidedLoss: guide_config must be a GuideConfig, got {type(guide_config).__name__} "
+            "(GuideConfig(guides='mdg+pdg', ...), or GuideConfig.from_dict for a dict)"
+        )
 
 
 IN_BATCH_NEGATIVES = {"batch_sampler": "no_duplicates"}
