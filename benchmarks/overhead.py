@@ -17,9 +17,12 @@ hidden, so that a CPU without attention dropout takes the route that accelerator
 (``--lora-r``, default 8, on query and value, as ``attnguide train --lora-r``) instead of every weight.
 
 Models: the packaged MiniLM-L6-H384 and a randomly initialised BERT-base-sized encoder (12 layers,
-12 heads, hidden 768). Shapes: n = 128 with batch 32 and n = 512 with batch 8, every sequence full
-length, or with ``--padded`` of a random length from n/2 to n, the first one n (a batch padded to its
-longest sequence, as dynamic padding makes them). A step is forward, losses, backward and an AdamW
+12 heads, hidden 768); ``--models mpnet-base`` adds MPNet-base (all-mpnet-base-v2, the ``mpnet``
+extra), whose ``plain-sdpa`` is attnguide's SDPA self-attention (``models.use_mpnet_sdpa``) and whose
+``plain-eager`` is transformers' own. Shapes: n = 128 with batch 32 and n = 512 with batch 8
+(``--batch`` sets another), every sequence full length, or with ``--padded`` of a random length
+from n/2 to n, the first one n (a batch padded to its longest sequence, as dynamic padding makes
+them). A step is forward, losses, backward and an AdamW
 update in training mode (dropout on; ``--no-attention-dropout`` turns attention dropout off, so that
 SDPA runs its fused kernel on the CPU too). Devices: the CPU, and a CUDA GPU when there is one (bf16
 autocast there, as users would run it).
@@ -63,7 +66,8 @@ from attnguide import GuideConfig
 from attnguide.capture.kernels import portable_route
 from attnguide.capture.routes import make_capture
 from attnguide.guiding.batch import guide_losses, weighted_sum
-from attnguide.models import default_model_path
+from attnguide.model_store import resolve_model_name
+from attnguide.models import default_model_path, use_mpnet_sdpa
 from attnguide.training.adapters import add_lora
 from attnguide.training.options import TrainOptions
 
@@ -71,6 +75,7 @@ ROUTES = ("plain-sdpa", "plain-eager", "guided-output-attentions", "guided-effic
 PORTABLE = "guided-efficient-portable"
 LORA_ROUTES = ("lora-plain-sdpa", "lora-guided-efficient")
 MODELS = ("minilm", "bert-base")
+OPTIONAL_MODELS = ("mpnet-base",)
 SHAPES = ((128, 32), (512, 8))
 LABELS = ["a", "b", "c"]
 
@@ -93,13 +98,15 @@ class Result:
 
 
 def build_model(name: str, attention_dropout: bool) -> transformers.PreTrainedModel:
-    """The packaged MiniLM with a fresh 3-way head, or a random BERT-base-sized classifier."""
+    """The packaged MiniLM or MPNet-base with a fresh 3-way head, or a random BERT-base-sized classifier."""
     torch.manual_seed(0)
     settings = {"num_labels": len(LABELS)}
     if not attention_dropout:
         settings["attention_probs_dropout_prob"] = 0.0
     if name == "minilm":
         return AutoModelForSequenceClassification.from_pretrained(default_model_path(), **settings)
+    if name == "mpnet-base":
+        return AutoModelForSequenceClassification.from_pretrained(resolve_model_name(name), **settings)
     return BertForSequenceClassification(BertConfig(**settings))
 
 
@@ -145,6 +152,8 @@ class Route:
         self.portable = name == PORTABLE
         if name.startswith("plain-"):
             self.model.set_attn_implementation(name.removeprefix("plain-"))
+            if name == "plain-sdpa":
+                use_mpnet_sdpa(self.model)
         else:
             self.guide = GuideConfig(capture="efficient" if self.portable else name.removeprefix("guided-"))
             self.capture = make_capture(self.model, self.guide)
@@ -300,9 +309,17 @@ def table(results: list[Result]) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="MiniLM only, 1 warm-up and 2 timed steps")
-    parser.add_argument("--models", nargs="+", choices=MODELS, help="default: all (MiniLM with --quick)")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODELS + OPTIONAL_MODELS,
+        help="default: MiniLM and BERT-base (MiniLM with --quick)",
+    )
     parser.add_argument(
         "--lengths", nargs="+", type=int, choices=[n for n, _ in SHAPES], help="default: all shapes"
+    )
+    parser.add_argument(
+        "--batch", type=int, help="batch size of every shape (default: 32 at n = 128, 8 at 512)"
     )
     parser.add_argument("--warmup", type=int, help="untimed steps per route (default 2; 1 with --quick)")
     parser.add_argument("--steps", type=int, help="timed steps per route (default 10; 2 with --quick)")
@@ -342,7 +359,8 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Result] = []
     for device, dtype in devices:
         for model_name in args.models:
-            for length, size in [(n, b) for n, b in SHAPES if args.lengths is None or n in args.lengths]:
+            shapes = [(n, args.batch or b) for n, b in SHAPES if args.lengths is None or n in args.lengths]
+            for length, size in shapes:
                 results += measure(model_name, length, size, device, dtype, args)
                 print(table(results[-len(args.routes) :]).split("\n", 2)[2], file=sys.stderr, flush=True)
     print(table(results))

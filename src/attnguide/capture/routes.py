@@ -7,7 +7,10 @@ Two routes, chosen by ``make_capture`` from ``GuideConfig.capture``:
   keys, chunk by chunk, without any n × n map kept for the backward pass (on the CPU with dropout,
   where SDPA runs its math kernel and keeps the map anyway, from that map). It needs a model whose
   attention goes through transformers' attention interface (BERT, RoBERTa, XLM-R, ELECTRA, ALBERT,
-  DistilBERT in transformers 5), checked with one small forward call.
+  DistilBERT in transformers 5), checked with one small forward call, or an MPNet, whose
+  self-attention ``models.use_mpnet_sdpa`` puts on that interface (its relative position bias joins
+  the padding mask as an additive float mask; the recorder reaches its modules through their
+  ``attention_kwargs``, as MPNet's forward drops extra arguments).
 - ``output-attentions``: the model is switched to the eager kernel and asked for
   ``output_attentions=True``; every layer's full map is kept until the backward pass. It serves
   every model that can return maps, and the ``released-code`` profile, which reproduces the released
@@ -27,6 +30,7 @@ from transformers import PreTrainedModel
 from ..errors import AttentionCaptureError
 from ..guiding.config import GuideConfig
 from ..guiding.profiles import attention_profiles
+from ..models import MPNetSdpaSelfAttention, use_mpnet_sdpa
 from .kernels import ATTENTION_NAME, RECORDER_KWARG, ProfileRecorder
 
 logger = logging.getLogger("attnguide")
@@ -108,18 +112,32 @@ class OutputAttentionsCapture:
         return [outputs.attentions[i] for i in self.layers]
 
 
+def _hand_over(modules: Sequence[MPNetSdpaSelfAttention], recorder: ProfileRecorder | None) -> None:
+    """Give ``recorder`` to MPNet's attention modules for the next forward call (None: take it back)."""
+    for module in modules:
+        if recorder is None:
+            module.__dict__.pop("attention_kwargs", None)
+        else:
+            module.attention_kwargs = {RECORDER_KWARG: recorder}
+
+
 def efficient_capture_problem(model: PreTrainedModel) -> str | None:
     """Why the efficient route cannot serve ``model`` (None if it can); leaves it on the route's kernel.
 
-    The model is switched to the ``efficient_attention`` function and one small forward call must
-    go through it exactly once per layer; otherwise its previous attention kernel is restored.
+    The model is switched to the ``efficient_attention`` function (MPNet: its self-attention modules,
+    ``use_mpnet_sdpa``) and one small forward call must go through it exactly once per layer;
+    otherwise its previous attention kernel is restored.
     """
     num_layers, _ = model_shape(model)
     previous = model.config._attn_implementation
-    model.set_attn_implementation(ATTENTION_NAME)
-    if model.config._attn_implementation != ATTENTION_NAME:
-        return f"{type(model).__name__} does not use transformers' attention interface"
+    kernels = [(m, type(m), m.__dict__.get("attention_function")) for m in model.modules()]
+    mpnet = use_mpnet_sdpa(model, ATTENTION_NAME)
+    if not mpnet:
+        model.set_attn_implementation(ATTENTION_NAME)
+        if model.config._attn_implementation != ATTENTION_NAME:
+            return f"{type(model).__name__} does not use transformers' attention interface"
     recorder = ProfileRecorder(layers=())
+    _hand_over(mpnet, recorder)
     try:
         _probe(model, **{RECORDER_KWARG: recorder})
     except TypeError as error:
@@ -130,8 +148,16 @@ def efficient_capture_problem(model: PreTrainedModel) -> str | None:
             if recorder.calls == num_layers
             else f"{type(model).__name__} made {recorder.calls} attention calls for {num_layers} layers"
         )
+    finally:
+        _hand_over(mpnet, None)
     if problem is not None:
         model.set_attn_implementation(previous)
+        for module, kind, function in kernels:
+            if isinstance(module, MPNetSdpaSelfAttention):
+                module.__class__ = kind
+                module.__dict__.pop("attention_function", None)
+                if function is not None:
+                    module.attention_function = function
     return problem
 
 
@@ -151,6 +177,7 @@ class EfficientCapture:
         if problem is not None:
             raise AttentionCaptureError(f"the efficient capture cannot serve this model: {problem}")
         self._recorder: ProfileRecorder | None = None
+        self._mpnet = [m for m in model.modules() if isinstance(m, MPNetSdpaSelfAttention)]
         logger.info("attention capture: %s route, layers %s", self.route, list(self.layers))
 
     def forward_kwargs(self, attention_mask: torch.Tensor | None = None) -> dict:
@@ -159,11 +186,13 @@ class EfficientCapture:
         ``attention_mask`` [batch, positions] says which queries are averaged (all when None).
         """
         self._recorder = ProfileRecorder(self.layers, attention_mask, num_layers=self.num_layers)
+        _hand_over(self._mpnet, self._recorder)
         return {RECORDER_KWARG: self._recorder}
 
     def profiles(self, outputs, attention_mask: torch.Tensor) -> torch.Tensor:
         """[batch, guided heads, positions] recorded during the last forward call, zero on padding."""
         recorder, self._recorder = self._recorder, None
+        _hand_over(self._mpnet, None)
         if recorder is None or recorder.calls != self.num_layers:
             calls = 0 if recorder is None else recorder.calls
             raise AttentionCaptureError(
