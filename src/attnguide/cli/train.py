@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 from typing import Any
 
+from ..errors import AttnguideError
+from ..training.options import (
+    LORA_SETTINGS,
+    LR_SCHEDULERS,
+    RECIPE_SETTINGS,
+    RECIPES,
+    TrainOptions,
+    lora_options,
+    paper_epochs,
+)
 from .common import add_guide_options, add_task_options, chosen_task, guide_config, quiet_libraries
 
 
@@ -27,14 +38,38 @@ def add_train_arguments(p: argparse.ArgumentParser, output_help: str) -> None:
     p.add_argument("--dev-split", help="split of --dataset to evaluate on, e.g. validation")
     add_task_options(p, "train", "what to train")
     add_guide_options(p)
-    t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=float, default=3.0)
-    t.add_argument("--batch-size", type=int, default=32)
+    t = p.add_argument_group("training (defaults: the --recipe's; a flag given wins)")
+    t.add_argument(
+        "--recipe",
+        default="attnguide",
+        choices=tuple(RECIPES),
+        help="preset of the settings below: attnguide (3 epochs, batch 32, lr 5e-5 with 10%% warm-up and "
+        "linear decay, weight decay 0.01, 128 tokens, the last checkpoint) or paper (the authors' "
+        "released code: Adam without weight decay, constant lr 1e-5, batch 64, 256 tokens, 20 epochs "
+        "(5 for ranking), the checkpoint with the best dev metric)",
+    )
+    t.add_argument("--epochs", type=float)
+    t.add_argument("--batch-size", type=int)
     t.add_argument("--eval-batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=5e-5)
-    t.add_argument("--weight-decay", type=float, default=0.01)
-    t.add_argument("--warmup-ratio", type=float, default=0.1)
-    t.add_argument("--max-length", type=int, default=128, help="tokens per pair; longer pairs are truncated")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weight-decay", type=float)
+    t.add_argument("--warmup-ratio", type=float)
+    t.add_argument("--lr-scheduler", choices=LR_SCHEDULERS, help="learning-rate schedule after warm-up")
+    t.add_argument("--max-length", type=int, help="tokens per pair; longer pairs are truncated")
+    t.add_argument(
+        "--select-best",
+        nargs="?",
+        const="",
+        metavar="METRIC",
+        help="evaluate on dev after each epoch and keep the best checkpoint by METRIC (default: the "
+        "task's first metric); 'last' keeps the last one (the attnguide recipe's default)",
+    )
+    t.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="EPOCHS",
+        help="with --select-best, stop after this many epochs without improvement",
+    )
     t.add_argument("--seed", type=int, default=42)
     t.add_argument("--logging-steps", type=int, default=20)
     t.add_argument("--report-to", default="none", help="Trainer loggers, e.g. tensorboard (default: none)")
@@ -49,11 +84,10 @@ def add_train_arguments(p: argparse.ArgumentParser, output_help: str) -> None:
     a.add_argument(
         "--lora-r", type=int, help="LoRA rank; given, a LoRA adapter is trained instead of all weights"
     )
-    a.add_argument("--lora-alpha", type=float, default=16.0, help="LoRA scaling α (default: 16)")
-    a.add_argument("--lora-dropout", type=float, default=0.1, help="dropout on the LoRA input (default: 0.1)")
+    a.add_argument("--lora-alpha", type=float, help="LoRA scaling α (default: 16)")
+    a.add_argument("--lora-dropout", type=float, help="dropout on the LoRA input (default: 0.1)")
     a.add_argument(
         "--lora-targets",
-        default="query,value",
         help="comma-separated names of the linear layers to adapt (default: query,value, as in BERT)",
     )
     p.add_argument("--output-dir", required=True, help=output_help)
@@ -90,29 +124,47 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
         "train_split": args.train_split,
         "dev_split": args.dev_split,
         "guide": guide_config(args),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
+        **recipe_settings(args),
         "eval_batch_size": args.eval_batch_size,
-        "lr": args.lr,
-        "weight_decay": args.weight_decay,
-        "warmup_ratio": args.warmup_ratio,
-        "max_length": args.max_length,
         "seed": args.seed,
         "logging_steps": args.logging_steps,
         "report_to": args.report_to,
         "bf16": args.bf16,
         "activation_checkpointing": args.activation_checkpointing,
         "save_steps": args.save_steps,
-        "lora_r": args.lora_r,
-        "lora_alpha": args.lora_alpha,
-        "lora_dropout": args.lora_dropout,
-        "lora_targets": args.lora_targets,
+        **lora_options({name: getattr(args, name) for name in LORA_SETTINGS}),
         "sampling": args.sampling,
         "nonfinite": "skip" if args.skip_nonfinite else "stop",
         "overwrite": args.overwrite,
         "resume": args.resume,
         "keep_checkpoints": args.keep_checkpoints,
     }
+
+
+def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the ``--recipe`` presets, each from its flag where given, else from the recipe."""
+    task = chosen_task(args)
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    preset = dict(RECIPES[args.recipe])
+    if args.recipe == "paper":
+        preset["epochs"] = paper_epochs(task.name)
+    values = {
+        name: getattr(args, name) if getattr(args, name) is not None else preset.get(name, defaults[name])
+        for name in RECIPE_SETTINGS
+    }
+    chosen = args.select_best
+    if chosen is None:
+        chosen = "" if preset.get("select_best") else "last"
+    if chosen == "last":
+        values["select_metric"] = None
+    elif chosen == "" or chosen in task.metrics:
+        values["select_metric"] = chosen or task.metrics[0]
+    else:
+        raise AttnguideError(
+            f"--select-best {chosen}: the {task.name} task chooses by one of "
+            f"{', '.join(task.metrics)}, or last"
+        )
+    return {**values, "early_stopping": args.early_stopping, "recipe": args.recipe}
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,19 +9,49 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import AttnguideError
 from ..guiding.config import GuideConfig
 
 SAMPLINGS = ("random", "sequential", "group_by_length")
+LR_SCHEDULERS = ("linear", "constant", "cosine")
+RECIPE_SETTINGS = ("epochs", "batch_size", "lr", "weight_decay", "warmup_ratio", "lr_scheduler", "max_length")
+"""The settings a ``--recipe`` presets (besides keeping the best checkpoint)."""
+
+RECIPES: dict[str, dict[str, Any]] = {
+    "attnguide": {},
+    "paper": {
+        "batch_size": 64,
+        "lr": 1e-5,
+        "weight_decay": 0.0,
+        "warmup_ratio": 0.0,
+        "lr_scheduler": "constant",
+        "max_length": 256,
+        "select_best": True,
+    },
+}
+"""Presets of training settings; flags given on the command line win. ``attnguide``: the defaults of
+``TrainOptions``. ``paper``: the authors' released code (Adam without weight decay, lr 1e-5 held
+constant with no warm-up, batch 64, 256 tokens, the checkpoint with the best dev metric kept), with
+its epochs per kind of data set (``paper_epochs``)."""
+
+
+def paper_epochs(task: str) -> float:
+    """The released code's epochs: 5 for its ranking data (as for MultiNLI), 20 for the small
+    classification sets (MedNLI), which SICK, MSRP and NCBI disease resemble."""
+    return 5.0 if task == "ranking" else 20.0
+
+
 NONFINITE_POLICIES = ("stop", "skip")
 
 LORA_SETTINGS = ("lora_r", "lora_alpha", "lora_dropout", "lora_targets")
 
 # What a run computes does not depend on these (activation checkpointing recomputes the same layers).
-NOT_SETTINGS = ("output_dir", "overwrite", "resume", "keep_checkpoints", "activation_checkpointing")
+NOT_SETTINGS = (
+    "output_dir", "overwrite", "resume", "keep_checkpoints", "activation_checkpointing", "recipe",
+)  # fmt: skip
 
 
 @dataclass
@@ -42,6 +72,7 @@ class TrainOptions:
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
+    lr_scheduler: str = "linear"
     max_length: int = 128
     seed: int = 42
     logging_steps: int = 20
@@ -58,6 +89,9 @@ class TrainOptions:
     overwrite: bool = False
     resume: bool = False
     keep_checkpoints: bool = False
+    recipe: str = "attnguide"
+    select_metric: str | None = None
+    early_stopping: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps"):
@@ -71,8 +105,22 @@ class TrainOptions:
             raise AttnguideError(f"--warmup-ratio must be at least 0 and below 1, got {self.warmup_ratio}")
         if not 0 <= self.seed < 2**32:
             raise AttnguideError(f"--seed must be a whole number from 0 to 2**32 - 1, got {self.seed}")
-        if not self.lr > 0:
-            raise AttnguideError(f"--lr must be positive, got {self.lr}")
+        if not 0 < self.lr < math.inf:
+            raise AttnguideError(f"--lr must be a positive finite number, got {self.lr}")
+        if not 0 <= self.weight_decay < math.inf:
+            raise AttnguideError(f"--weight-decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            raise AttnguideError(
+                f"--lr-scheduler: expected one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}"
+            )
+        if self.recipe not in RECIPES:
+            raise AttnguideError(f"--recipe: expected one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.early_stopping is not None and self.early_stopping < 1:
+            raise AttnguideError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
+        if self.early_stopping is not None and self.select_metric is None:
+            raise AttnguideError("--early-stopping needs --select-best (the measure to wait on)")
+        if self.select_metric is not None and self.dev is None and self.dev_split is None:
+            raise AttnguideError("--select-best needs dev data (--dev or --dev-split) to choose on")
         if self.save_steps is not None and self.save_steps < 1:
             raise AttnguideError(f"--save-steps must be at least 1, got {self.save_steps}")
         if (self.train is None) == (self.dataset is None):
@@ -83,6 +131,9 @@ class TrainOptions:
             raise AttnguideError("--dev-split names a split of --dataset; with --train, give --dev FILE")
         if self.lora_r is not None:
             check_lora(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets)
+        else:
+            changed = (k for k in LORA_SETTINGS[1:] if getattr(self, k) != lora_default(k))
+            lora_options({k: getattr(self, k) for k in changed})
         check_loggers(self.report_to)  # last: it imports transformers
 
     def to_record(self) -> dict[str, Any]:
@@ -99,15 +150,41 @@ class TrainOptions:
         return {k: v for k, v in self.to_record().items() if k not in NOT_SETTINGS}
 
 
+def newer_settings() -> dict[str, Any]:
+    """Settings added after runs were first written, at their defaults: an interrupted run that
+    recorded none of them had these values (it resumes under a newer version)."""
+    return {"lr_scheduler": "linear", "select_metric": None, "early_stopping": None}
+
+
+def lora_default(name: str) -> Any:
+    """The default of one LoRA setting (``lora_alpha``: 16.0, ...), as ``TrainOptions`` has it."""
+    return next(f.default for f in fields(TrainOptions) if f.name == name)
+
+
+def lora_options(given: dict[str, Any]) -> dict[str, Any]:
+    """Every LoRA setting of ``TrainOptions`` from those the user gave (``None``: not given), the
+    others at their defaults; refuses an adapter setting without ``--lora-r``, which a full
+    fine-tune would silently ignore."""
+    if given.get("lora_r") is None:
+        extra = next((name for name in LORA_SETTINGS[1:] if given.get(name) is not None), None)
+        if extra is not None:
+            flag = "--" + extra.replace("_", "-")
+            raise AttnguideError(
+                f"{flag} needs --lora-r: without a LoRA rank every weight is trained and {flag} "
+                "would be ignored"
+            )
+    return {name: lora_default(name) if given.get(name) is None else given[name] for name in LORA_SETTINGS}
+
+
 def check_lora(r: int, alpha: float, dropout: float, targets: str) -> None:
     """Refuse LoRA settings that cannot train, in one line."""
-    if r < 1:
-        raise AttnguideError(f"--lora-r must be at least 1, got {r}")
-    if not alpha > 0:
-        raise AttnguideError(f"--lora-alpha must be positive, got {alpha}")
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise AttnguideError(f"--lora-r must be a whole number >= 1, got {r!r}")
+    if not 0 < alpha < math.inf:
+        raise AttnguideError(f"--lora-alpha must be a positive finite number, got {alpha}")
     if not 0 <= dropout < 1:
         raise AttnguideError(f"--lora-dropout must be at least 0 and below 1, got {dropout}")
-    if not [t for t in targets.split(",") if t.strip()]:
+    if not isinstance(targets, str) or not [t for t in targets.split(",") if t.strip()]:
         raise AttnguideError("--lora-targets: name at least one module, e.g. query,value")
 
 

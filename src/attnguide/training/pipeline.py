@@ -33,7 +33,8 @@ from ..rundir import check_output_dir, fresh_partial, is_complete_run, partial_p
 from .adapters import add_lora, parameter_counts
 from .callbacks import EpochToDataset, route_logs_to_stderr
 from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
-from .options import TrainOptions
+from .options import TrainOptions, newer_settings
+from .selection import BestCheckpoint
 from .trainer import GuidedTrainer
 
 logger = logging.getLogger("attnguide")
@@ -140,6 +141,8 @@ def _resume_point(partial: Path, settings: dict) -> Path | None:
         return None
     saved_file = partial / "settings.json"
     saved = json.loads(saved_file.read_text(encoding="utf-8")) if saved_file.is_file() else None
+    if saved is not None:
+        saved = {**newer_settings(), **saved}
     if saved is not None and saved != settings:
         key = next(k for k in sorted(set(saved) | set(settings)) if saved.get(k) != settings.get(k))
         raise AttnguideError(
@@ -173,6 +176,7 @@ def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetu
             learning_rate=options.lr,
             weight_decay=options.weight_decay,
             warmup_steps=options.warmup_ratio,
+            lr_scheduler_type=options.lr_scheduler,
             seed=options.seed,
             logging_steps=options.logging_steps,
             eval_strategy="epoch" if setup.eval_dataset is not None else "no",
@@ -203,7 +207,12 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
     if options.resume and is_complete_run(output_dir):
         logger.info("%s: the run is already complete", output_dir)
         return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
-    check_output_dir(output_dir, options.overwrite)
+    inputs = ("train", "dev", "model", "dataset", "queries", "docs", "train_run", "dev_run")
+    check_output_dir(
+        output_dir,
+        options.overwrite,
+        {f"--{name.replace('_', '-')}": getattr(options, name, None) for name in inputs},
+    )
     labels = task.read()
     model_name = options.model or default_model_path()
     tokenizer = load_tokenizer(model_name)
@@ -234,10 +243,24 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
         trainer.add_callback(callback)
     if hasattr(setup.dataset, "set_epoch"):  # data drawn per epoch (listwise negatives)
         trainer.add_callback(EpochToDataset(setup.dataset))
+    selection = None
+    if options.select_metric is not None:
+        if not processes.is_main_process or processes.num_processes > 1:
+            raise AttnguideError("--select-best and --early-stopping run in one process only")
+        selection = BestCheckpoint(
+            model,
+            lambda scratch: task.evaluate(model, tokenizer, [], scratch),
+            options.select_metric,
+            options.early_stopping,
+            partial,
+        )
+        trainer.add_callback(selection)
     if processes.is_main_process and resume_from is None:  # written only once every check has passed
         fresh_partial(output_dir)
         write_json(partial / "settings.json", settings)
     processes.wait_for_everyone()
+    if selection is not None and resume_from is not None:
+        selection.resume(int(resume_from.name.rsplit("-", 1)[-1]))
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException as error:
@@ -251,6 +274,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
                 f"{error}; the last complete checkpoint is {kept} (continue with --resume)"
             ) from None
         raise
+    chosen = selection.restore_best() if selection is not None else None
     trainer.save_model(str(partial))
     metrics: dict[str, float] = {}
     if processes.is_main_process:
@@ -267,6 +291,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
                 **parameter_counts(model),
                 "resumed_from": str(resume_from) if resume_from else None,
                 "capture": trainer.capture.route if trainer.capture is not None else None,
+                "selection": chosen,
                 **task.record(),
                 "versions": {**library_versions(), **task.versions()},
                 "device": str(args.device),
