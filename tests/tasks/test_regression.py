@@ -112,9 +112,6 @@ def test_a_regressor_trained_with_binary_cross_entropy(tiny_model_dir, tmp_path,
     columns = ["--text-a", "s1", "--text-b", "s2", "--label", "y", "--max-length", "32"]
     argv = ["-q", "train", "--task", "regression", "--model", tiny_model_dir, "--train", str(data)]
     argv += ["--dev", str(data), *columns, "--epochs", "1", "--batch-size", "8", "--lr", "1e-3"]
-    assert main([*argv, "--regression-loss", "bce", "--output-dir", str(tmp_path / "none")]) == 2
-    assert "--regression-loss bce needs --label-range LOW HIGH" in capsys.readouterr().err
-    assert not (tmp_path / "none").exists()
     out = tmp_path / "run"
     assert main([*argv, "--regression-loss", "bce", "--label-range", "1", "5", "--output-dir", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -129,6 +126,31 @@ def test_a_regressor_trained_with_binary_cross_entropy(tiny_model_dir, tmp_path,
     assert all(1 < p < 5 for p in predicted) and len(set(predicted)) > 1
     scaled = CrossEncoder(str(out), max_length=32).predict([(a, b) for a, b, _ in rows])
     assert [(p - 1) / 4 for p in predicted] == pytest.approx(scaled.tolist(), abs=1e-5)
+
+
+def test_bce_is_the_default_and_takes_its_range_from_the_training_scores(
+    tiny_model_dir, tmp_path, capsys
+) -> None:
+    """Without --label-range the training scores' lowest and highest value scale them (recorded in
+    run.json); dev and eval scores outside that range are scaled by it, not refused."""
+    train = tmp_path / "train.csv"
+    train.write_text("s1,s2,y\n" + "".join(f"A cat {i}.,A dog {i % 3}.,{2 + i % 3}\n" for i in range(12)))
+    dev = tmp_path / "dev.csv"
+    dev.write_text("s1,s2,y\nA cat.,A dog.,1\nA cat.,A cow.,5\nA cow.,A cow.,3\n", encoding="utf-8")
+    columns = ["--text-a", "s1", "--text-b", "s2", "--label", "y", "--max-length", "32"]
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--task", "regression", "--model", tiny_model_dir, "--train", str(train)]
+    argv += ["--dev", str(dev), *columns, "--epochs", "1", "--batch-size", "4", "--output-dir", str(out)]
+    assert main(argv) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["options"]["regression_loss"] == "bce" and run["options"]["label_range"] == [2.0, 4.0]
+    assert run["label_range_from"] == "training data"
+    assert "zero_shot_pearson" not in json.loads((out / "metrics.json").read_text())  # not an ST model
+    capsys.readouterr()
+    evaluated = ["-q", "eval", "--model", str(out), "--data", str(dev), *columns]
+    assert main([*evaluated, "--output", str(tmp_path / "p.jsonl")]) == 0
+    predicted = json.loads(capsys.readouterr().out)
+    assert "pearson" in predicted
 
 
 @pytest.mark.parametrize("loss", ["mse", "bce"])
@@ -157,3 +179,24 @@ def test_the_regression_loss_reaches_the_trainer(tiny_model_dir, tmp_path, loss)
     else:
         outputs = SequenceClassifierOutput(logits=torch.zeros(2, 1))
         assert float(setup.compute_loss(outputs, torch.tensor([0.25, 0.75]))) == pytest.approx(math.log(2))
+
+
+def test_a_sentence_transformers_start_reports_its_zero_shot_figures(minilm_path, tmp_path) -> None:
+    """The packaged MiniLM is a sentence-transformers model: its untrained cosine similarities on dev
+    are reported beside the fine-tuned scores, as the embedding and ranking tasks do."""
+    rows = [
+        ("A man plays a guitar.", "A man plays music.", 4.5),
+        ("A dog runs.", "A cat sleeps.", 1.5),
+        ("A girl reads.", "A child reads a book.", 4.0),
+        ("Two men cook.", "Nobody cooks.", 2.0),
+    ]
+    data = tmp_path / "d.csv"
+    data.write_text("s1,s2,y\n" + "".join(f"{a},{b},{y}\n" for a, b, y in rows), encoding="utf-8")
+    out = tmp_path / "run"
+    argv = ["-q", "train", "--task", "regression", "--model", minilm_path, "--train", str(data), "--dev"]
+    argv += [str(data), "--text-a", "s1", "--text-b", "s2", "--label", "y", "--epochs", "1"]
+    assert main([*argv, "--output-dir", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"zero_shot_pearson", "zero_shot_spearman"} <= set(metrics)
+    # a related pair gets the higher cosine: the untrained model already orders these four pairs well
+    assert metrics["zero_shot_spearman"] > 0.5

@@ -12,6 +12,7 @@ from transformers import PreTrainedTokenizerBase
 from ...guiding.config import GuideConfig
 from ..evaluation import bi_encoder_measures
 from ..regression.data import ScoredPairs
+from ..regression.similarity import similarity_metrics
 
 
 @dataclass
@@ -20,35 +21,6 @@ class EmbeddingEvaluation:
 
     cosines: list[float]
     metrics: dict[str, float]
-
-
-def similarity_metrics(model: nn.Module, data: ScoredPairs, batch_size: int = 64) -> tuple[dict, list[float]]:
-    """``spearman`` and ``pearson`` of the cosine similarities (the library's evaluator), and the
-    cosine of every pair."""
-    from sentence_transformers.sentence_transformer.evaluation import EmbeddingSimilarityEvaluator
-
-    pairs = data.pairs
-    evaluator = EmbeddingSimilarityEvaluator(
-        pairs.text_a,
-        pairs.text_b,
-        data.scores,
-        batch_size=batch_size,
-        similarity_fn_names=["cosine"],
-        write_csv=False,
-    )
-    results = evaluator(model)
-    first = model.encode(
-        pairs.text_a, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
-    )
-    second = model.encode(
-        pairs.text_b, batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True
-    )
-    cosines = (first * second).sum(-1).tolist()
-    metrics = {
-        name: float(results[f"{evaluator.name}_{name}_cosine".lstrip("_")])
-        for name in ("spearman", "pearson")
-    }
-    return metrics, cosines
 
 
 def evaluate_embedding(

@@ -18,9 +18,10 @@ from ...models import load_sentence_transformer
 from ...rundir import file_sha256
 from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
-from ..regression.data import ScoredPairs
+from ..regression.data import ScoredPairs, check_scores_vary
+from ..regression.similarity import zero_shot_similarity
 from .data import EmbeddingData, TextRows, read_embedding_data
-from .evaluation import evaluate_embedding, prediction_rows, similarity_metrics
+from .evaluation import evaluate_embedding, prediction_rows
 from .options import EmbeddingOptions
 
 logger = logging.getLogger("attnguide")
@@ -39,9 +40,8 @@ class EmbeddingRun:
     @cached_property
     def _zero_shot(self) -> dict[str, float]:
         """The starting model's dev figures, measured once per run (``tune`` evaluates every epoch)."""
-        start = load_sentence_transformer(self.model_name, self.options.max_length)
-        zero_shot, _ = similarity_metrics(start, self.dev_data, self.options.eval_batch_size)
-        return {f"zero_shot_{k}": v for k, v in zero_shot.items()}
+        o = self.options
+        return zero_shot_similarity(self.model_name, self.dev_data, o.max_length, o.eval_batch_size)
 
     def read(self) -> list[str]:
         options = self.options
@@ -53,6 +53,8 @@ class EmbeddingRun:
                 f"{options.dev}: --task embedding is evaluated on pairs with a score (by the library's "
                 "embedding-similarity evaluator), not on (anchor, positive) rows"
             )
+        if self.dev_data is not None:
+            check_scores_vary(self.dev_data)
         self.loss_name = self._loss_name()
         logger.info(
             "training data: %s, %d rows, %s loss", options.train, len(self.train_data), self.loss_name

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...errors import DataError
 from ..pairs.data import PairData, load_hf_dataset, read_pairs
 from ..readers import Columns
 
@@ -39,6 +40,17 @@ def _scored(pairs: PairData, label_range: tuple[float, float] | None) -> ScoredP
             raise pairs.error(index, f"score {score:g} is outside --label-range {low:g} {high:g}")
         scores.append(score)
     return ScoredPairs(pairs, scores)
+
+
+def check_scores_vary(data: ScoredPairs) -> ScoredPairs:
+    """``data``, refused where every score is the same: the correlations it is measured with are
+    undefined for constant scores."""
+    if len(set(data.scores)) < 2:
+        raise DataError(
+            data.pairs.source,
+            f"every score is {data.scores[0]:g}; measuring correlations needs scores that differ",
+        )
+    return data
 
 
 def read_scored(

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Sequence
+
+logger = logging.getLogger("attnguide")
 
 REGRESSION_METRICS = ("pearson", "spearman")
 """The measures ``compare`` may choose by (higher is better): Pearson's r (the default) and
@@ -11,11 +15,16 @@ Spearman's rho. ``mse`` is reported too."""
 
 def regression_metrics(gold: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
     """``pearson``, ``spearman`` and ``mse`` of the predictions against the gold scores."""
-    from scipy.stats import pearsonr, spearmanr
+    from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
     from sklearn.metrics import mean_squared_error
 
-    return {
-        "pearson": float(pearsonr(gold, predicted).statistic),
-        "spearman": float(spearmanr(gold, predicted).statistic),
-        "mse": float(mean_squared_error(gold, predicted)),
-    }
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConstantInputWarning)
+        metrics = {
+            "pearson": float(pearsonr(gold, predicted).statistic),
+            "spearman": float(spearmanr(gold, predicted).statistic),
+            "mse": float(mean_squared_error(gold, predicted)),
+        }
+    if any(issubclass(w.category, ConstantInputWarning) for w in caught):
+        logger.warning("every prediction is the same score: the correlations are undefined (NaN)")
+    return metrics

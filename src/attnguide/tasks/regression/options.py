@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from ...errors import AttnguideError
@@ -16,13 +17,14 @@ LOSSES = ("mse", "bce")
 class RegressionOptions(TrainOptions):
     """Every setting of a regression run: those of ``TrainOptions``, the layout, the named columns
     (``label``: the score), ``label_range``: the scores' bounds, to train on scores scaled to 0-1
-    (predictions are scaled back), and ``regression_loss``: ``mse`` on the output as it is, or ``bce``,
-    binary cross-entropy of the output's sigmoid against the scaled scores (which needs the range)."""
+    (predictions are scaled back), and ``regression_loss``: ``bce`` (the default), binary cross-entropy
+    of the output's sigmoid against the scaled scores (without ``label_range``, the training scores'
+    lowest and highest value are the bounds), or ``mse`` on the output as it is."""
 
     format: str = "auto"
     columns: Columns = field(default_factory=Columns)
     label_range: tuple[float, float] | None = None
-    regression_loss: str = "mse"
+    regression_loss: str = "bce"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -33,10 +35,6 @@ class RegressionOptions(TrainOptions):
             raise AttnguideError(
                 f"--regression-loss must be one of {', '.join(LOSSES)}, got {self.regression_loss!r}"
             )
-        if outputs_logits(self.regression_loss) and self.label_range is None:
-            raise AttnguideError(
-                "--regression-loss bce needs --label-range LOW HIGH: it trains on scores scaled to 0-1"
-            )
 
 
 def outputs_logits(regression_loss: str | None) -> bool:
@@ -46,5 +44,12 @@ def outputs_logits(regression_loss: str | None) -> bool:
 
 
 def check_label_range(label_range: tuple[float, float] | None) -> None:
-    if label_range is not None and not label_range[0] < label_range[1]:
-        raise AttnguideError(f"--label-range LOW HIGH: LOW must be below HIGH, got {label_range}")
+    """Refuse a ``--label-range`` that cannot scale scores: a bound that is not a finite number, or
+    an empty range (LOW not below HIGH)."""
+    if label_range is None:
+        return
+    low, high = label_range
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise AttnguideError(f"--label-range {low:g} {high:g}: LOW and HIGH must be finite numbers")
+    if not low < high:
+        raise AttnguideError(f"--label-range {low:g} {high:g}: LOW must be below HIGH")

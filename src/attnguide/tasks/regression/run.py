@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -13,9 +14,10 @@ from ...models import load_model
 from ...rundir import file_sha256
 from ...training.pipeline import TrainSetup, final_train_losses
 from ..pairs.encoding import encode_pairs
-from .data import ScoredPairs, load_hf_scored, read_scored
+from .data import ScoredPairs, check_scores_vary, load_hf_scored, read_scored
 from .evaluation import evaluate_scores, prediction_rows
 from .options import RegressionOptions, outputs_logits
+from .similarity import zero_shot_similarity
 
 logger = logging.getLogger("attnguide")
 
@@ -37,6 +39,8 @@ class RegressionRun:
 
     def __init__(self, options: RegressionOptions) -> None:
         self.options = options
+        self.range_from_train = False
+        self.model_name = ""
 
     def _read(self, path: str | None, split: str | None) -> ScoredPairs | None:
         options = self.options
@@ -46,10 +50,31 @@ class RegressionRun:
             return load_hf_scored(options.dataset, split, options.columns, options.label_range)
         return None
 
+    def _read_unchecked(self, path: str | None, split: str | None) -> ScoredPairs | None:
+        """Dev scores against a range taken from the training data: scaled by it, not refused by it."""
+        options, label_range = self.options, self.options.label_range
+        options.label_range = None
+        try:
+            return self._read(path, split)
+        finally:
+            options.label_range = label_range
+
     def read(self) -> list[str]:
         options = self.options
         self.train_data = self._read(options.train, options.train_split)
-        self.dev_data = self._read(options.dev, options.dev_split)
+        if outputs_logits(options.regression_loss) and options.label_range is None:
+            check_scores_vary(self.train_data)
+            options.label_range = (min(self.train_data.scores), max(self.train_data.scores))
+            self.range_from_train = True
+            logger.info(
+                "scores scaled to 0-1 by the training data's range %g to %g (--label-range sets it)",
+                *options.label_range,
+            )
+            self.dev_data = self._read_unchecked(options.dev, options.dev_split)
+        else:
+            self.dev_data = self._read(options.dev, options.dev_split)
+        if self.dev_data is not None:
+            check_scores_vary(self.dev_data)
         scores = self.train_data.scores
         logger.info(
             "training data: %s, %d pairs, layout %s, scores from %g to %g",
@@ -62,7 +87,14 @@ class RegressionRun:
         return ["score"]
 
     def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
+        self.model_name = name
         return load_model(name, labels, problem_type="regression")
+
+    @cached_property
+    def _zero_shot(self) -> dict[str, float]:
+        """The starting model as a bi-encoder, untrained (sentence-transformers models only)."""
+        o = self.options
+        return zero_shot_similarity(self.model_name, self.dev_data, o.max_length, o.eval_batch_size)
 
     def _targets(self, data: ScoredPairs) -> list[float]:
         low_high = self.options.label_range
@@ -108,10 +140,19 @@ class RegressionRun:
             sigmoid=outputs_logits(options.regression_loss),
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
-        return evaluation.metrics
+        metrics = {**evaluation.metrics, **self._zero_shot}
+        if "zero_shot_pearson" in metrics:
+            logger.info(
+                "dev Pearson %.4f fine-tuned, %.4f the starting model untrained (cosine of its embeddings)",
+                metrics["pearson"], metrics["zero_shot_pearson"],
+            )  # fmt: skip
+        return metrics
 
     def record(self) -> dict:
         return {
+            "label_range_from": "training data"
+            if self.range_from_train
+            else ("options" if self.options.label_range else None),
             "data": {
                 name: {
                     "source": data.pairs.source,
@@ -122,7 +163,7 @@ class RegressionRun:
                 }
                 for name, data in (("train", self.train_data), ("dev", self.dev_data))
                 if data is not None
-            }
+            },
         }
 
     def versions(self) -> dict[str, str]:

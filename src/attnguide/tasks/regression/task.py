@@ -56,10 +56,11 @@ class RegressionTask:
             "--regression-loss",
             {
                 "choices": LOSSES,
-                "default": "mse",
-                "help": "mse: mean squared error of the output (default); bce: binary cross-entropy of "
-                "its sigmoid against the scores scaled by --label-range (sentence-transformers' recipe "
-                "for cross-encoders on scores)",
+                "default": "bce",
+                "help": "bce (default): binary cross-entropy of the output's sigmoid against the scores "
+                "scaled to 0-1 by --label-range, else by the training scores' lowest and highest value "
+                "(sentence-transformers' recipe for cross-encoders on scores); mse: mean squared error "
+                "of the output",
             },
             ("train",),
         ),
@@ -82,8 +83,9 @@ class RegressionTask:
     def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
         from ...files import write_jsonl
         from ...models import check_max_length, load_model, load_tokenizer
+        from ...rundir import read_run
         from ..evaluation import EvalFiles, trained_guide, trained_options
-        from .data import read_scored
+        from .data import check_scores_vary, read_scored
         from .evaluation import evaluate_scores, prediction_rows
 
         files = EvalFiles.checked(args)
@@ -91,7 +93,12 @@ class RegressionTask:
         label_range = label_range_of(args) or (
             tuple(trained["label_range"]) if trained.get("label_range") else None
         )
-        data = read_scored(args.data, args.format, Columns.from_args(args), label_range)
+        # a range taken from the training scores scales the output; it does not refuse other scores
+        from_train = label_range_of(args) is None and (read_run(args.model) or {}).get(
+            "label_range_from"
+        ) == ("training data")
+        checked_range = None if from_train else label_range
+        data = check_scores_vary(read_scored(args.data, args.format, Columns.from_args(args), checked_range))
         tokenizer = load_tokenizer(args.model)
         model = load_model(args.model, attn_implementation="eager", problem_type="regression")
         check_max_length(args.model, model, tokenizer, args.max_length)
