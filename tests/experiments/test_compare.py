@@ -58,7 +58,8 @@ def test_grid_expands_every_key_without_duplicate_cells(nli, tmp_path) -> None:
     assert guides[0] == {"guides": "none"}
     assert (
         len(guides) == 1 + 4 + 2
-        and {"guides": "pdg", "pdg_weight": 0.001, "layers": "all", "scope": "joint"} in guides
+        and {"guides": "pdg", "pdg_weight": 0.001, "layers": "all", "scope": "joint", "profile": "received"}
+        in guides
     )
     assert len(grid.cells) == 3 * 7 * 2 and [c.seed for c in grid.cells[:21]] == [1] * 21  # seed-major
     assert len({c.path for c in grid.cells}) == len(grid.cells)
@@ -542,3 +543,16 @@ def test_a_killed_ranking_cell_resumes_from_its_checkpoint(tiny_model_dir, tmp_p
     assert main(["-q", "compare", "--config", config]) == 0
     run = json.loads((run_dir(grid, cell) / "run.json").read_text())
     assert run["task"] == "ranking" and run["resumed_from"].endswith("checkpoint-3")
+
+
+def test_the_released_code_profile_is_an_arm_of_its_own(nli, tmp_path) -> None:
+    """``profile: [received, released-code]``: the released code's guiding beside the correct one,
+    named apart, passed to train, while a default-profile cell keeps the name it always had."""
+    config = write_grid(
+        tmp_path / "grid.yaml", train=nli["train"], dev=nli["dev"], guides=["none", "mdg+pdg"],
+        profile=["received", "released-code"], seeds=[1], output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    names = [c.setting_id.rsplit("/", 1)[-1] for c in build_grid(config).cells]
+    assert names == ["none", "mdg+pdg-a0.001-b0.001-t2", "mdg+pdg-a0.001-b0.001-t2-released-code"]
+    released = build_grid(config).cells[2].train_args(Path("o"))
+    assert released[released.index("--profile") + 1] == "released-code"

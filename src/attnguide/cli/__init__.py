@@ -13,11 +13,11 @@ import sys
 from typing import NoReturn
 
 from ..errors import AttnguideError
-from . import analyze, compare, demo, evaluate, train, tune
+from . import analyze, compare, demo, evaluate, study, train, tune
 
 logger = logging.getLogger("attnguide")
 
-COMMANDS = (train, evaluate, demo, analyze, compare, tune)
+COMMANDS = (train, evaluate, demo, analyze, compare, tune, study)
 
 
 class _OneLineParser(argparse.ArgumentParser):

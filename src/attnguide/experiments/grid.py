@@ -318,8 +318,9 @@ def _models(names: list[str]) -> list[tuple[str, str]]:
 # --- one key at a time --------------------------------------------------------------------------
 
 
-def _number_value(value: Any, integer: bool) -> float | int:
-    """An int or float from YAML or a flag (text too: YAML 1.1 reads ``5e-5`` as a string)."""
+def number_value(value: Any, integer: bool = False) -> float | int:
+    """A finite int or float from YAML or a flag (text too: YAML 1.1 reads ``5e-5`` as a string);
+    raises ValueError or TypeError for anything else (``true`` included)."""
     if isinstance(value, bool):
         raise ValueError
     number = float(value)
@@ -331,7 +332,7 @@ def _number_value(value: Any, integer: bool) -> float | int:
 def _numbers(integer: bool, check: Callable[[float], bool], expected: str) -> Callable:
     def convert(value: Any) -> float | int:
         try:
-            number = _number_value(value, integer)
+            number = number_value(value, integer)
         except (TypeError, ValueError):
             raise ValueError(expected) from None
         if not check(number):
@@ -389,7 +390,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "layers": _layers,
     "scope": _one_of(SCOPES),
     "profile": _one_of(PROFILE_KINDS),
-    "seeds": _numbers(True, lambda n: True, "expected whole numbers"),
+    "seeds": _numbers(True, lambda n: n >= 0, "expected whole numbers >= 0"),
     "epochs": _numbers(False, lambda n: n > 0, "expected numbers > 0"),
     "batch_size": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
     "max_length": _numbers(True, lambda n: n >= 1, "expected whole numbers >= 1"),
@@ -442,6 +443,8 @@ def _sweep(source: _Source, key: str, default: Any) -> list:
                 item = _convert(key)(value)
             except ValueError as error:
                 raise source.error(key, f"{error} (got {value!r})") from None
+        if key == "seeds" and item in converted:  # a repeated seed would repeat a run, not add one
+            raise source.error(key, f"seed {item} is given twice; each seed is one more repetition")
         if item not in converted:
             converted.append(item)
     return converted

@@ -1,0 +1,61 @@
+"""``attnguide study`` and ``attnguide forest``: a designed study over several grids, and the forest
+plot and table over any grids' outputs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "study",
+        help="run a study (several compare grids, resumably) and write its forest plot and table",
+        description="Run every grid of a study file into OUTPUT/<grid name>/ (resumable: finished "
+        "cells are kept), then write forest.md/.csv/.tex/.png over all of them.",
+    )
+    p.add_argument("--config", required=True, help="study YAML file (output_dir, title, grids, split)")
+    p.add_argument("--only", nargs="+", default=[], metavar="GRID", help="run only these grids (by name)")
+    p.add_argument("--report-only", action="store_true", help="run nothing; remake the report from disk")
+    p.set_defaults(func=run_study)
+
+    f = sub.add_parser(
+        "forest",
+        help="one forest plot and table (Markdown, CSV, LaTeX) over several grids' outputs",
+        description="Read the results.json of compare grids (or study grids) and write the paired "
+        "difference from the unguided baseline of every guided setting, with its 95%% interval, "
+        "Holm-corrected p-value and the seed-noise band, as forest.png, .md, .csv and .tex.",
+    )
+    f.add_argument("grids", nargs="+", metavar="GRID", help="a grid's output directory or its results.json")
+    f.add_argument("--names", nargs="+", help="a name per grid (default: folder names)")
+    f.add_argument("--split", choices=("dev", "test"), default="dev", help="compare on (default: dev)")
+    f.add_argument("--title", default="attention guiding against the unguided baseline")
+    f.add_argument("--output-dir", required=True, help="directory to write forest.* into")
+    f.set_defaults(func=run_forest)
+
+
+def run_study(args: argparse.Namespace) -> int:
+    from ..experiments.study import read_study
+    from ..experiments.study import run_study as run
+
+    study = read_study(args.config)
+    unfinished = run(study, args.only, args.report_only)
+    report = study.output_dir / "forest.md"
+    if report.is_file():
+        print(report.read_text(encoding="utf-8"))
+    return 1 if unfinished else 0
+
+
+def run_forest(args: argparse.Namespace) -> int:
+    from ..errors import AttnguideError
+    from ..experiments.forest import collect, write_forest
+
+    if args.names and len(args.names) != len(args.grids):
+        raise AttnguideError(f"--names: {len(args.names)} names for {len(args.grids)} grids")
+    out = Path(args.output_dir)
+    if out.exists() and not out.is_dir():
+        raise AttnguideError(f"--output-dir {out}: exists and is not a directory")
+    rows = collect([Path(g) for g in args.grids], args.split, args.names)
+    write_forest(rows, out, args.title)
+    print((out / "forest.md").read_text(encoding="utf-8"))
+    return 0
