@@ -134,7 +134,8 @@ def test_datasets_list_and_ranking_task(nli, tmp_path) -> None:
         ("train_options: [--seed, 3]", "train_options: --seed is set by the grid itself"),
     ],
 )
-def test_bad_grid_is_one_line_exit_2(nli, tmp_path, capsys, text, message) -> None:
+def test_bad_grid_is_one_line_exit_2(nli, tmp_path, capsys, monkeypatch, text, message) -> None:
+    monkeypatch.chdir(tmp_path)  # output_dir: out is relative: nothing may appear there
     config = tmp_path / "grid.yaml"
     lines = {"train": f"train: {nli['train']}", "dev": f"dev: {nli['dev']}", "output_dir": "output_dir: out"}
     key = text.split(":")[0]
