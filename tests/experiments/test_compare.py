@@ -328,6 +328,26 @@ def test_test_metrics_are_reused_only_for_the_same_test_file_and_run(finished_gr
     assert len(calls) == 25 and run_dir(grid, baseline).as_posix() in calls[-1]
 
 
+def test_test_all_evaluates_every_cell_and_forest_compares_on_test(finished_grid, nli, monkeypatch) -> None:
+    """``test_all: true`` (dev: a selection split, test: the split reported on) evaluates all 18
+    cells on test, and the forest table of such a grid compares the test figures."""
+    from attnguide.experiments.forest import collect
+
+    grid, _ = finished_grid
+    config = Path(grid.source)
+    config.write_text(config.read_text() + f"test: {nli['test']}\ntest_all: true\n")
+    grid = build_grid(config)
+    calls = eval_stub(monkeypatch)
+    run_grid(grid)
+    assert len(calls) == 18
+    rows = collect([grid.output_dir])
+    assert {r.split for r in rows} == {"test"} and len(rows) == 2
+    assert {r.split for r in collect([grid.output_dir], "dev")} == {"dev"}
+    config.write_text(config.read_text().replace("test_all: true", "test_all: maybe"))
+    with pytest.raises(AttnguideError, match="test_all: expected true or false"):
+        build_grid(config)
+
+
 def test_failed_test_evaluations_give_exit_code_1(finished_grid, nli, monkeypatch, capsys) -> None:
     grid, _ = finished_grid
     config = Path(grid.source)

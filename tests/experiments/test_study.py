@@ -76,7 +76,7 @@ def test_the_seed_noise_band_is_the_baselines_spread(study) -> None:
         ("output_dir: o\ngrids: []\n", "grids: expected a list of grid files"),
         ("output_dir: o\ngrids: [missing.yaml]\n", "no such grid file"),
         ("output_dir: o\ngrids: [a.yaml]\nseeds: 3\n", "unknown key 'seeds'"),
-        ("output_dir: o\ngrids: [a.yaml]\nsplit: train\n", "split: expected dev or test"),
+        ("output_dir: o\ngrids: [a.yaml]\nsplit: train\n", "split: expected auto, dev or test"),
         ("- a\n", "expected a mapping"),
     ],
 )

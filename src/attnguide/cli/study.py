@@ -28,7 +28,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     f.add_argument("grids", nargs="+", metavar="GRID", help="a grid's output directory or its results.json")
     f.add_argument("--names", nargs="+", help="a name per grid (default: folder names)")
-    f.add_argument("--split", choices=("dev", "test"), default="dev", help="compare on (default: dev)")
+    f.add_argument(
+        "--split",
+        choices=("auto", "dev", "test"),
+        default="auto",
+        help="compare on dev or test (default auto: test for a grid with test_all: true, else dev)",
+    )
     f.add_argument("--title", default="attention guiding against the unguided baseline")
     f.add_argument("--output-dir", required=True, help="directory to write forest.* into")
     f.set_defaults(func=run_forest)

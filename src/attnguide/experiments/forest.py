@@ -80,7 +80,10 @@ def _read(path: Path) -> dict:
 
 
 def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
-    """The rows of one grid: its guided settings on ``split`` (``test``: the test evaluations)."""
+    """The rows of one grid: its guided settings on ``split`` (``test``: the test evaluations;
+    ``auto``: those of a grid that evaluates every cell on test, else dev)."""
+    if split == "auto":
+        split = "test" if data.get("test_all") else "dev"
     settings = data["test"] if split == "test" else data["settings"]
     by_id = {s["id"]: s for s in settings}
     cells: dict[str, list[dict]] = {}
@@ -136,7 +139,7 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def collect(paths: Sequence[Path], split: str = "dev", names: Sequence[str] | None = None) -> list[Row]:
+def collect(paths: Sequence[Path], split: str = "auto", names: Sequence[str] | None = None) -> list[Row]:
     """Every guided setting of the grids at ``paths``, with Holm-corrected verdicts over all rows."""
     raw: list[dict] = []
     for index, path in enumerate(paths):

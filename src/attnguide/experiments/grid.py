@@ -58,7 +58,7 @@ def sweep_keys() -> tuple[str, ...]:
 
 def top_keys() -> tuple[str, ...]:
     """Every key of a grid file."""
-    return (*sweep_keys(), *DATA_KEYS, "datasets", "output_dir")
+    return (*sweep_keys(), *DATA_KEYS, "datasets", "output_dir", "test_all")
 
 
 _SHORT_TRAINING = {
@@ -151,6 +151,10 @@ class Grid:
     datasets: tuple[DataSet, ...]
     seeds: tuple[int, ...]
     cells: tuple[Cell, ...]
+    test_all: bool = False
+    """Evaluate every finished cell on its data set's test file, not only the dev choice and its
+    baseline: for a grid whose dev file is a selection split and whose test file is the split the
+    results are reported on (docs/STUDY.md)."""
 
 
 def guide_slug(guide: Mapping[str, Any]) -> str:
@@ -242,6 +246,9 @@ def build_grid(
     if not isinstance(output_dir, str) or not output_dir.strip():
         raise source.error("output_dir", f"expected a directory name, got {output_dir!r}")
 
+    test_all = source.values.get("test_all", False)
+    if not isinstance(test_all, bool):
+        raise source.error("test_all", f"expected true or false, got {test_all!r}")
     defaults = _train_defaults()
     sweeps = {key: _sweep(source, key, defaults[key]) for key in sweep_keys()}
     datasets = _datasets(source)
@@ -262,6 +269,7 @@ def build_grid(
         datasets=tuple(datasets),
         seeds=tuple(sweeps["seeds"]),
         cells=tuple(cells),
+        test_all=test_all,
     )
 
 

@@ -165,6 +165,7 @@ def write_report(
         {
             "source": grid.source,
             "seeds": list(grid.seeds),
+            "test_all": grid.test_all,
             "datasets": [asdict(d) for d in grid.datasets],
             "settings": [_setting_json(s) for s in dev],
             "best_on_dev": {name: s.cell.setting_id for name, s in best.items()},

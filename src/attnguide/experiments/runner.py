@@ -314,7 +314,8 @@ def _test_results(
     return [
         _test_cell(grid, r, hashes, lock)
         for r in results
-        if r.cell.setting_id in chosen and r.status == FINISHED
+        if (r.cell.setting_id in chosen or (grid.test_all and r.cell.data.test is not None))
+        and r.status == FINISHED
     ]
 
 

@@ -31,7 +31,7 @@ class Study:
     output_dir: Path
     title: str
     grids: tuple[Path, ...]
-    split: str  # the split the report compares on: dev, or test where the grids evaluate on it
+    split: str  # the split the report compares on: auto (per grid), dev or test
 
     def grid_dir(self, grid: Path) -> Path:
         return self.output_dir / grid.stem
@@ -64,9 +64,9 @@ def read_study(path: str | Path) -> Study:
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise AttnguideError(f"{path}: grids: two grid files share a name; each needs its own folder")
-    split = data.get("split", "dev")
-    if split not in ("dev", "test"):
-        raise AttnguideError(f"{path}: split: expected dev or test, got {split!r}")
+    split = data.get("split", "auto")
+    if split not in ("auto", "dev", "test"):
+        raise AttnguideError(f"{path}: split: expected auto, dev or test, got {split!r}")
     return Study(path, Path(output_dir), str(data.get("title") or path.stem), files, split)
 
 
