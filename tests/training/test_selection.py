@@ -56,6 +56,18 @@ def test_the_best_epochs_weights_are_put_back(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []  # the kept weights and state are removed once used
 
 
+def test_patience_reached_at_the_last_epoch_is_not_an_early_stop(tmp_path) -> None:
+    model = torch.nn.Linear(2, 1)
+    scores = iter([0.9, 0.5])
+    selection = BestCheckpoint(model, lambda scratch: {"accuracy": next(scores)}, "accuracy", 1, tmp_path)
+    state, control = TrainerState(), TrainerControl()
+    state.max_steps = 20
+    for epoch in (1, 2):
+        state.epoch, state.global_step = float(epoch), epoch * 10
+        selection.on_epoch_end(None, state, control)
+    assert not selection.stopped_early and not control.should_training_stop
+
+
 def test_a_resumed_run_keeps_the_history_up_to_its_checkpoint(tmp_path) -> None:
     model = torch.nn.Linear(2, 1)
     scores = iter([0.5, 0.9])

@@ -76,7 +76,36 @@ def _read(path: Path) -> dict:
         raise AttnguideError(f"{file}: not a results.json of attnguide compare ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("settings"), list):
         raise AttnguideError(f"{file}: not a results.json of attnguide compare (no settings list)")
+    for split in ("settings", "test"):
+        entries = data.get(split, [])
+        if not isinstance(entries, list):
+            raise AttnguideError(f"{file}: {split}: expected a list of settings")
+        for index, entry in enumerate(entries):
+            _check_setting(file, f"{split}[{index}]", entry)
     return data
+
+
+SETTING_KEYS = ("id", "data", "setting", "metric", "baseline", "vs_baseline")
+PAIRED_KEYS = ("n", "mean_diff", "ci_low", "ci_high", "t_p", "verdict")
+
+
+def _check_setting(file: Path, where: str, entry: object) -> None:
+    """One setting of a results.json has what the forest reads, or a one-line error names it."""
+    if not isinstance(entry, dict):
+        raise AttnguideError(f"{file}: {where}: expected a mapping, got {type(entry).__name__}")
+    missing = [k for k in SETTING_KEYS if k not in entry]
+    if not missing and isinstance(entry["vs_baseline"], dict):
+        missing = [f"vs_baseline.{k}" for k in PAIRED_KEYS if k not in entry["vs_baseline"]]
+    elif not missing and entry["vs_baseline"] is not None:
+        missing = ["vs_baseline (a mapping or null)"]
+    if missing:
+        raise AttnguideError(
+            f"{file}: {where}: missing {', '.join(missing)}; not a results.json of attnguide compare"
+        )
+    if not isinstance(entry["id"], str) or entry["id"].count("/") < 3:
+        raise AttnguideError(
+            f"{file}: {where}: id {entry['id']!r} is not a setting id DATA/MODEL/TRAINING/GUIDE"
+        )
 
 
 def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
@@ -84,7 +113,7 @@ def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
     ``auto``: those of a grid that evaluates every cell on test, else dev)."""
     if split == "auto":
         split = "test" if data.get("test_all") else "dev"
-    settings = data["test"] if split == "test" else data["settings"]
+    settings = data.get("test", []) if split == "test" else data["settings"]
     by_id = {s["id"]: s for s in settings}
     cells: dict[str, list[dict]] = {}
     for cell in data.get("cells", []):

@@ -64,6 +64,8 @@ def read_study(path: str | Path) -> Study:
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise AttnguideError(f"{path}: grids: two grid files share a name; each needs its own folder")
+    if Path(output_dir).exists() and not Path(output_dir).is_dir():
+        raise AttnguideError(f"{path}: output_dir: {output_dir} exists and is not a directory")
     split = data.get("split", "auto")
     if split not in ("auto", "dev", "test"):
         raise AttnguideError(f"{path}: split: expected auto, dev or test, got {split!r}")

@@ -118,9 +118,15 @@ class TrainOptions:
         if self.early_stopping is not None and self.early_stopping < 1:
             raise AttnguideError(f"--early-stopping must be at least 1 epoch, got {self.early_stopping}")
         if self.early_stopping is not None and self.select_metric is None:
-            raise AttnguideError("--early-stopping needs --select-best (the measure to wait on)")
+            raise AttnguideError(
+                "--early-stopping needs --select-best METRIC (the measure to wait on), not last"
+            )
         if self.select_metric is not None and self.dev is None and self.dev_split is None:
-            raise AttnguideError("--select-best needs dev data (--dev or --dev-split) to choose on")
+            raise AttnguideError(
+                "--select-best needs dev data (--dev or --dev-split) to choose on"
+                + ("; --recipe paper selects the best checkpoint (--select-best last keeps the last)"
+                   if self.recipe == "paper" else "")
+            )  # fmt: skip
         if self.save_steps is not None and self.save_steps < 1:
             raise AttnguideError(f"--save-steps must be at least 1, got {self.save_steps}")
         if (self.train is None) == (self.dataset is None):

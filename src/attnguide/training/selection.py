@@ -88,7 +88,9 @@ class BestCheckpoint(TrainerCallback):
             )  # fmt: skip
         best = self.best
         write_json(self.folder / STATE_FILE, {"history": self.history, "best_step": best["step"]})
-        if self.patience is not None and len(self.history) - 1 - self.history.index(best) >= self.patience:
+        waited = len(self.history) - 1 - self.history.index(best)
+        last_epoch = state.max_steps and state.global_step >= state.max_steps
+        if self.patience is not None and waited >= self.patience and not last_epoch:
             self.stopped_early = True
             control.should_training_stop = True
             logger.info("no improvement in %d epochs: stopping early", self.patience)

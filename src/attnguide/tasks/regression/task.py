@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import TYPE_CHECKING, Any
 
 from ...training.options import TrainOptions
@@ -34,8 +35,9 @@ LABEL_RANGE = TaskOption(
         "type": float,
         "nargs": 2,
         "metavar": ("LOW", "HIGH"),
-        "help": "the scores' bounds: train on scores scaled to 0-1 and refuse scores outside "
-        "(with eval: default the range the model was trained with)",
+        "help": "the scores' bounds: train on scores scaled to 0-1 and refuse scores outside (default: "
+        "the training scores' range, which scales but refuses nothing; with eval: the range the model "
+        "was trained with, refusing scores outside it where it was given with --label-range)",
     },
 )
 """``--label-range``, shared by the tasks that read scores."""
@@ -99,6 +101,13 @@ class RegressionTask:
         ) == ("training data")
         checked_range = None if from_train else label_range
         data = check_scores_vary(read_scored(args.data, args.format, Columns.from_args(args), checked_range))
+        if from_train and label_range is not None:
+            outside = sum(not label_range[0] <= score <= label_range[1] for score in data.scores)
+            if outside:
+                logging.getLogger("attnguide").warning(
+                    "%s: %d scores outside %g to %g, the training scores' range, which bounds every "
+                    "prediction of this model", args.data, outside, *label_range,
+                )  # fmt: skip
         tokenizer = load_tokenizer(args.model)
         model = load_model(args.model, attn_implementation="eager", problem_type="regression")
         check_max_length(args.model, model, tokenizer, args.max_length)
