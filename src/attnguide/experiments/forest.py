@@ -261,8 +261,9 @@ def forest_plot(path: Path, rows: Sequence[Row], title: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.6))
+    fig, ax = plt.subplots(figsize=(12, 0.45 * len(rows) + 1.8))
     for y, row in enumerate(reversed(rows)):
         if row.baseline_std is not None:
             ax.fill_betweenx([y - 0.4, y + 0.4], -row.baseline_std, row.baseline_std,
@@ -277,7 +278,10 @@ def forest_plot(path: Path, rows: Sequence[Row], title: str) -> None:
     ax.set_yticks(range(len(rows)))
     labels = [f"{r.grid}: {r.data} · {r.model} · {r.arm} ({r.metric}, n={r.n})" for r in reversed(rows)]
     ax.set_yticklabels(labels, fontsize=8)
-    ax.set_xlabel("guided − unguided, paired by seed (mean, 95% bootstrap CI); grey: ± 1 sd of unguided")
+    ax.xaxis.set_major_locator(MaxNLocator(6))
+    ax.set_xlabel(
+        "guided − unguided, paired by seed: mean and 95% bootstrap CI\ngrey band: ± 1 sd of the unguided runs"
+    )
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
