@@ -102,8 +102,14 @@ def is_complete_run(output_dir: Path) -> bool:
     return (output_dir / "run.json").is_file() and (output_dir / "metrics.json").is_file()
 
 
-CHECKPOINT = re.compile(r"checkpoint-\d+")
+CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 """The name of a Trainer checkpoint inside a run directory."""
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step N of a ``checkpoint-N`` folder; -1 for any other name."""
+    match = CHECKPOINT.fullmatch(path.name)
+    return int(match[1]) if match else -1
 
 
 def check_finished_model(model: str | Path) -> None:
@@ -111,15 +117,13 @@ def check_finished_model(model: str | Path) -> None:
     run directory without its run.json and metrics.json) unless it is a ``checkpoint-N`` inside one,
     which the user names on purpose; a plain model directory (no run files) passes."""
     path = Path(model).expanduser()
-    if not path.is_dir() or CHECKPOINT.fullmatch(path.name):
+    if not path.is_dir() or checkpoint_step(path) >= 0:
         return
     hidden = path.name.startswith(".") and path.name.endswith(".partial")
     run_files = any((path / name).exists() for name in ("run.json", "metrics.json", "settings.json"))
     if not hidden and (not run_files or is_complete_run(path)):
         return
-    steps = sorted(
-        (int(c.name.split("-")[1]), c) for c in path.iterdir() if CHECKPOINT.fullmatch(c.name) and c.is_dir()
-    )
+    steps = sorted((checkpoint_step(c), c) for c in path.iterdir() if checkpoint_step(c) >= 0 and c.is_dir())
     example = f", e.g. {steps[-1][1]}" if steps else "; it holds none yet"
     raise AttnguideError(
         f"{model}: an unfinished training run (no run.json and metrics.json); evaluate a finished "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
 from typing import Any
 
 from ..errors import AttnguideError
@@ -13,8 +12,8 @@ from ..training.options import (
     LR_SCHEDULERS,
     RECIPE_SETTINGS,
     RECIPES,
-    TrainOptions,
     lora_options,
+    option_default,
     paper_epochs,
 )
 from .common import add_guide_options, add_task_options, chosen_task, guide_config, quiet_libraries
@@ -144,12 +143,13 @@ def common_options(args: argparse.Namespace) -> dict[str, Any]:
 def recipe_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the ``--recipe`` presets, each from its flag where given, else from the recipe."""
     task = chosen_task(args)
-    defaults = {f.name: f.default for f in fields(TrainOptions)}
     preset = dict(RECIPES[args.recipe])
     if args.recipe == "paper":
         preset["epochs"] = paper_epochs(task.name)
     values = {
-        name: getattr(args, name) if getattr(args, name) is not None else preset.get(name, defaults[name])
+        name: getattr(args, name)
+        if getattr(args, name) is not None
+        else preset.get(name, option_default(name))
         for name in RECIPE_SETTINGS
     }
     chosen = args.select_best

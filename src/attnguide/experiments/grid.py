@@ -419,17 +419,14 @@ def _convert(key: str) -> Callable[[Any], Any]:
 
 def _train_defaults() -> dict[str, Any]:
     """The defaults of ``attnguide train`` for the keys a grid may leave out."""
-    from dataclasses import fields
+    from ..training.options import option_default
 
-    from ..training.options import TrainOptions
-
-    train = {f.name: f.default for f in fields(TrainOptions)}
     guide = GuideConfig()
     return {
         "models": DEFAULT_MODEL,
         "guides": [BASELINE, "mdg+pdg"],
         **{key: getattr(guide, key) for key in guide_keys()[1:]},
-        **{key: train[key] for key in (*TRAINING_KEYS, *ADAPTER_KEYS)},
+        **{key: option_default(key) for key in (*TRAINING_KEYS, *ADAPTER_KEYS)},
         "seeds": list(DEFAULT_SEEDS),
     }
 

@@ -6,10 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-
-def _checkpoint_step(path: Path) -> int:
-    suffix = path.name.rsplit("-", 1)[-1]
-    return int(suffix) if suffix.isdigit() else -1
+from ..rundir import checkpoint_step
 
 
 def _is_complete_checkpoint(path: Path) -> bool:
@@ -25,7 +22,7 @@ def _is_complete_checkpoint(path: Path) -> bool:
 
 def newest_complete_checkpoint(partial: Path) -> Path | None:
     """The complete ``checkpoint-N`` with the largest N, if any."""
-    checkpoints = sorted(partial.glob("checkpoint-*"), key=_checkpoint_step)
+    checkpoints = sorted(partial.glob("checkpoint-*"), key=checkpoint_step)
     complete = [c for c in checkpoints if _is_complete_checkpoint(c)]
     return complete[-1] if complete else None
 

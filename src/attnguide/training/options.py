@@ -138,7 +138,7 @@ class TrainOptions:
         if self.lora_r is not None:
             check_lora(self.lora_r, self.lora_alpha, self.lora_dropout, self.lora_targets)
         else:
-            changed = (k for k in LORA_SETTINGS[1:] if getattr(self, k) != lora_default(k))
+            changed = (k for k in LORA_SETTINGS[1:] if getattr(self, k) != option_default(k))
             lora_options({k: getattr(self, k) for k in changed})
         check_loggers(self.report_to)  # last: it imports transformers
 
@@ -159,11 +159,11 @@ class TrainOptions:
 def newer_settings() -> dict[str, Any]:
     """Settings added after runs were first written, at their defaults: an interrupted run that
     recorded none of them had these values (it resumes under a newer version)."""
-    return {"lr_scheduler": "linear", "select_metric": None, "early_stopping": None}
+    return {name: option_default(name) for name in ("lr_scheduler", "select_metric", "early_stopping")}
 
 
-def lora_default(name: str) -> Any:
-    """The default of one LoRA setting (``lora_alpha``: 16.0, ...), as ``TrainOptions`` has it."""
+def option_default(name: str) -> Any:
+    """The default of one setting of ``TrainOptions`` (``lora_alpha``: 16.0, ``epochs``: 3.0, ...)."""
     return next(f.default for f in fields(TrainOptions) if f.name == name)
 
 
@@ -179,7 +179,7 @@ def lora_options(given: dict[str, Any]) -> dict[str, Any]:
                 f"{flag} needs --lora-r: without a LoRA rank every weight is trained and {flag} "
                 "would be ignored"
             )
-    return {name: lora_default(name) if given.get(name) is None else given[name] for name in LORA_SETTINGS}
+    return {name: option_default(name) if given.get(name) is None else given[name] for name in LORA_SETTINGS}
 
 
 def check_lora(r: int, alpha: float, dropout: float, targets: str) -> None:

@@ -29,7 +29,7 @@ from ..capture.routes import model_shape
 from ..errors import AttnguideError
 from ..files import write_json
 from ..models import check_max_length, default_model_path, load_tokenizer, underlying_transformer
-from ..rundir import check_output_dir, fresh_partial, is_complete_run, partial_path, publish
+from ..rundir import check_output_dir, checkpoint_step, fresh_partial, is_complete_run, partial_path, publish
 from .adapters import add_lora, parameter_counts
 from .callbacks import EpochToDataset, route_logs_to_stderr
 from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
@@ -245,7 +245,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
         trainer.add_callback(EpochToDataset(setup.dataset))
     selection = None
     if options.select_metric is not None:
-        if not processes.is_main_process or processes.num_processes > 1:
+        if processes.num_processes > 1:
             raise AttnguideError("--select-best and --early-stopping run in one process only")
         selection = BestCheckpoint(
             model,
@@ -260,7 +260,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
         write_json(partial / "settings.json", settings)
     processes.wait_for_everyone()
     if selection is not None and resume_from is not None:
-        selection.resume(int(resume_from.name.rsplit("-", 1)[-1]))
+        selection.resume(checkpoint_step(resume_from))
     try:
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     except BaseException as error:

@@ -51,7 +51,7 @@ class BestCheckpoint(TrainerCallback):
     @property
     def best(self) -> dict[str, Any] | None:
         """The best evaluation so far (the earliest of equal ones)."""
-        return max(self.history, key=lambda h: h["value"], default=None) if self.history else None
+        return max(self.history, key=lambda h: h["value"], default=None)
 
     def resume(self, step: int) -> None:
         """Take back the history of an interrupted run, up to the checkpoint it resumes from."""

@@ -42,27 +42,22 @@ class RegressionRun:
         self.range_from_train = False
         self.model_name = ""
 
-    def _read(self, path: str | None, split: str | None) -> ScoredPairs | None:
+    def _read(
+        self, path: str | None, split: str | None, label_range: tuple[float, float] | None
+    ) -> ScoredPairs | None:
+        """Scored pairs from a file or a split of ``--dataset``; scores outside ``label_range`` refused."""
         options = self.options
         if path is not None:
-            return read_scored(path, options.format, options.columns, options.label_range)
+            return read_scored(path, options.format, options.columns, label_range)
         if options.dataset is not None and split is not None:
-            return load_hf_scored(options.dataset, split, options.columns, options.label_range)
+            return load_hf_scored(options.dataset, split, options.columns, label_range)
         return None
-
-    def _read_unchecked(self, path: str | None, split: str | None) -> ScoredPairs | None:
-        """Dev scores against a range taken from the training data: scaled by it, not refused by it."""
-        options, label_range = self.options, self.options.label_range
-        options.label_range = None
-        try:
-            return self._read(path, split)
-        finally:
-            options.label_range = label_range
 
     def read(self) -> list[str]:
         options = self.options
-        self.train_data = self._read(options.train, options.train_split)
-        if outputs_logits(options.regression_loss) and options.label_range is None:
+        given = options.label_range  # a range taken from the training scores scales, refuses nothing
+        self.train_data = self._read(options.train, options.train_split, given)
+        if outputs_logits(options.regression_loss) and given is None:
             check_scores_vary(self.train_data)
             options.label_range = (min(self.train_data.scores), max(self.train_data.scores))
             self.range_from_train = True
@@ -70,9 +65,7 @@ class RegressionRun:
                 "scores scaled to 0-1 by the training data's range %g to %g (--label-range sets it)",
                 *options.label_range,
             )
-            self.dev_data = self._read_unchecked(options.dev, options.dev_split)
-        else:
-            self.dev_data = self._read(options.dev, options.dev_split)
+        self.dev_data = self._read(options.dev, options.dev_split, given)
         if self.dev_data is not None:
             check_scores_vary(self.dev_data)
         scores = self.train_data.scores
