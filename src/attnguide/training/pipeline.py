@@ -3,7 +3,8 @@
 ``run_training`` is the one pipeline of every task: it checks the output directory, loads the model,
 resumes or starts the run, trains, and writes and publishes the run directory. What depends on the
 task (reading, encoding, the model's head, losses, evaluation, the data in run.json) comes from a
-``TaskRun``, which each task of ``attnguide.tasks`` makes from its options.
+``TaskRun``: each task of ``attnguide.tasks`` makes one from its options, a
+``tasks.training_run.TrainingRun``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class TrainSetup:
 
 
 class TaskRun(Protocol):
-    """The steps of a run that depend on the task, called in this order by ``run_training``."""
+    """The steps of a run that depend on the task, called in this order by ``run_training``
+    (``tasks.training_run.TrainingRun`` holds what the tasks share)."""
 
     name: str
     """The task's name, recorded in run.json (``classification``, ``ranking``)."""
@@ -207,12 +209,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
     if options.resume and is_complete_run(output_dir):
         logger.info("%s: the run is already complete", output_dir)
         return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
-    inputs = ("train", "dev", "model", "dataset", "queries", "docs", "train_run", "dev_run")
-    check_output_dir(
-        output_dir,
-        options.overwrite,
-        {f"--{name.replace('_', '-')}": getattr(options, name, None) for name in inputs},
-    )
+    check_output_dir(output_dir, options.overwrite, options.data_inputs())
     labels = task.read()
     model_name = options.model or default_model_path()
     tokenizer = load_tokenizer(model_name)

@@ -5,6 +5,6 @@ query's candidates are ranked by score and the ranking is measured with ir-measu
 """
 
 from .data import Candidate, RankingData, read_ranking
-from .metrics import ranking_metrics
+from .ranking_metrics import ranking_metrics
 
 __all__ = ["Candidate", "RankingData", "ranking_metrics", "read_ranking"]
