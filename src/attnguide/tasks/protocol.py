@@ -25,7 +25,7 @@ from ..training.options import TrainOptions, option
 
 if TYPE_CHECKING:
     from ..analysis.report import AnalysisData
-    from .training_run import TrainingRun
+    from ..training.training_run import TrainingRun
 
 
 @dataclass

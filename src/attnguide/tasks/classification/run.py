@@ -17,11 +17,10 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 from ...files import write_jsonl
 from ...guiding.config import GuideConfig
 from ...models import load_model
-from ...training.pipeline import TrainSetup
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
 from ..eval_pass import eval_pass
 from ..pairs.data import PairData, label_list, load_hf_dataset, read_pairs
 from ..pairs.encoding import encode_pairs
-from ..training_run import TrainingRun, source_sha256
 
 if TYPE_CHECKING:
     from .task import ClassificationOptions

@@ -20,12 +20,11 @@ from ...errors import AttnguideError
 from ...files import write_jsonl
 from ...guiding.config import GuideConfig
 from ...models import load_sentence_transformer
-from ...training.pipeline import TrainSetup
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
 from ..eval_pass import bi_encoder_measures
 from ..pairs.cosine_similarity import similarity_metrics, zero_shot_similarity
 from ..pairs.scored_pairs import ScoredPairs, check_scores_vary
-from ..training_run import TrainingRun, source_sha256
 from .data import EmbeddingData, TextRows, read_embedding_data
 
 if TYPE_CHECKING:

@@ -11,8 +11,8 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ...models import load_sentence_transformer
-from ...training.pipeline import TrainSetup
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
+from ...training.training_run import TrainSetup
 from .cosine_ranking import evaluate_bi_encoder, triplets
 from .ranking_run import RankingRun
 from .trec_runs import RankingEvaluation

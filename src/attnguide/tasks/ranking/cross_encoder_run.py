@@ -17,7 +17,7 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 from ...errors import AttnguideError, DataError
 from ...guiding.config import GuideConfig
 from ...models import load_model
-from ...training.pipeline import TrainSetup
+from ...training.training_run import TrainSetup
 from ..eval_pass import eval_pass
 from . import ranking_losses
 from .data import RankingData

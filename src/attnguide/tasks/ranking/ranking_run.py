@@ -17,7 +17,7 @@ from transformers import PreTrainedTokenizerBase
 from ...errors import DataError
 from ...files import write_jsonl, write_text
 from ...rundir import file_sha256
-from ..training_run import TrainingRun
+from ...training.training_run import TrainingRun
 from .cosine_ranking import report_against_zero_shot, zero_shot_metrics
 from .data import RankingData, read_ranking
 from .trec_runs import RankingEvaluation, prediction_rows, trec_run_text

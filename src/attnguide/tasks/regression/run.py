@@ -18,12 +18,11 @@ from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTok
 from ...files import write_jsonl
 from ...guiding.config import GuideConfig
 from ...models import load_model
-from ...training.pipeline import TrainSetup
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
 from ..eval_pass import eval_pass
 from ..pairs.cosine_similarity import zero_shot_similarity
 from ..pairs.encoding import encode_pairs
 from ..pairs.scored_pairs import ScoredPairs, check_scores_vary, load_hf_scored, read_scored
-from ..training_run import TrainingRun, source_sha256
 
 if TYPE_CHECKING:
     from .task import RegressionOptions

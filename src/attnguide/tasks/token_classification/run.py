@@ -13,9 +13,8 @@ from transformers import DataCollatorForTokenClassification, PreTrainedModel, Pr
 
 from ...guiding.config import GuideConfig
 from ...models import load_model
-from ...training.pipeline import TrainSetup
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
 from ..eval_pass import eval_pass
-from ..training_run import TrainingRun, source_sha256
 from .data import TaggedSentences, load_hf_tagged, read_tagged, tag_list, write_predictions
 from .encoding import EncodedWindows, encode_windows, words_from_windows
 

@@ -1,22 +1,49 @@
-"""``TrainingRun``: the base of every task's training run, the steps ``training.pipeline.run_training``
-drives (its ``TaskRun``), with what the tasks share: reading a split from a file or ``--dataset``,
-reporting the last training losses where there is no dev data, and describing the data in run.json.
+"""``TrainingRun``: the base of every task's training run, the steps that ``pipeline.run_training``
+drives, with what the tasks share: reading a split from a file or ``--dataset``, reporting the last
+training losses where there is no dev data, and describing the data in run.json; and ``TrainSetup``,
+what a run gives the Trainer.
 
-A task's run sets ``name`` and ``adapter_task_type`` and writes ``read``, ``load_model``,
-``encode``, ``evaluate_dev`` and ``data_record`` (``read_file``/``read_dataset`` where it reads
-with ``read_split``).
+A task's run (``tasks/<task>/run.py``) sets ``name`` and ``adapter_task_type`` and writes ``read``,
+``load_model``, ``encode``, ``evaluate_dev`` and ``data_record`` (``read_file``/``read_dataset``
+where it reads with ``read_split``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainingArguments
 
 from ..rundir import file_sha256
-from ..training.options import TrainOptions
-from ..training.pipeline import TrainSetup, final_train_losses
+from .options import TrainOptions
+
+
+@dataclass
+class TrainSetup:
+    """What a task gives the Trainer: the training data and how to batch it, and how to train on it."""
+
+    dataset: Any
+    collator: Callable
+    batch_size: int  # per device
+    eval_dataset: Any = None  # evaluated by the Trainer after every epoch
+    compute_loss: Callable | None = None  # the Trainer's compute_loss_func (None: the model's own loss)
+    arguments: dict[str, Any] = field(default_factory=dict)  # TrainingArguments overrides
+    arguments_class: type[TrainingArguments] = TrainingArguments
+    trainer: Callable[..., Any] | None = None
+    """Builds the Trainer from ``model``, ``args``, ``setup``, ``tokenizer`` and ``options``
+    (None: ``guided_trainer``); the Trainer says its capture in ``.capture``."""
+
+
+def final_train_losses(log_history: list[dict]) -> dict[str, float]:
+    """The last logged value of each training loss part (``train_loss``, ``train_task_loss``, ...)."""
+    final: dict[str, float] = {}
+    for entry in log_history:
+        if "loss" in entry:
+            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("loss")})
+    return final
 
 
 def source_sha256(source: str) -> str | None:
