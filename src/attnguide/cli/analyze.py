@@ -58,11 +58,6 @@ def run(args: argparse.Namespace) -> int:
     )
     check_analysis(options, args.data)
     quiet_libraries()
-    print(
-        summary_table(
-            run_analysis(
-                options, task.analysis_data(options_from_args(task.eval_options, args), options.limit)
-            )
-        )
-    )
+    data = task.analysis_data(options_from_args(task.eval_options, args), options.limit)
+    print(summary_table(run_analysis(options, data)))
     return 0
