@@ -146,7 +146,7 @@ def test_token_masks_come_from_the_tokenizer(minilm_path) -> None:
 def test_diagnose_agrees_with_evaluate(tiny_model_dir) -> None:
     from attnguide.experiments.demo import make_dataset
     from attnguide.models import load_model, load_tokenizer
-    from attnguide.tasks.classification.evaluation import evaluate
+    from attnguide.tasks.classification.run import evaluate
     from attnguide.tasks.pairs.data import PairData
     from attnguide.tasks.pairs.encoding import encode_pairs
 

@@ -15,9 +15,9 @@ from test_bad_input import GOOD, GOOD2, assert_one_line_error, sick
 
 from attnguide.cli import main
 from attnguide.errors import DataError
-from attnguide.tasks.ranking.bi_encoder import triplets
+from attnguide.tasks.ranking.cosine_ranking import triplets
 from attnguide.tasks.ranking.data import read_answer_selection
-from attnguide.tasks.regression.metrics import regression_metrics
+from attnguide.tasks.regression.run import regression_metrics
 from attnguide.tasks.token_classification.data import read_tagged
 
 

@@ -16,7 +16,7 @@ from sentence_transformers.sentence_transformer.modules import Pooling, Transfor
 from attnguide.cli import main
 from attnguide.errors import DataError
 from attnguide.tasks.embedding.data import TextRows, read_embedding_data
-from attnguide.tasks.ranking.bi_encoder import triplets
+from attnguide.tasks.ranking.cosine_ranking import triplets
 from attnguide.tasks.ranking.data import read_ranking
 
 SCORED = (

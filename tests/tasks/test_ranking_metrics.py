@@ -5,8 +5,8 @@ from __future__ import annotations
 import ir_measures
 import pytest
 
-from attnguide.tasks.ranking.metrics import ranking_metrics
-from attnguide.tasks.ranking.scoring import trec_run_text
+from attnguide.tasks.ranking.ranking_metrics import ranking_metrics
+from attnguide.tasks.ranking.trec_runs import trec_run_text
 
 # q1: 2 relevant (d1, d3). Ranked d2 d1 d4 d3 d5 -> relevant at ranks 2 and 4.
 #     AP = (1/2 + 2/4) / 2 = 0.5; RR = 1/2; P@1 = 0; R@1 = 0, R@3 = 1/2, R@5 = 2/2 = 1.

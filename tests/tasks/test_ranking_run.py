@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 import attnguide.training.pipeline as training
 from attnguide.cli import main
 from attnguide.tasks.ranking.data import read_ranking
-from attnguide.tasks.ranking.metrics import MEASURES, ranking_metrics
+from attnguide.tasks.ranking.ranking_metrics import MEASURES, ranking_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ranking"
 TREC_FILES = ["--queries", str(FIXTURES / "queries.tsv"), "--docs", str(FIXTURES / "docs.tsv")]

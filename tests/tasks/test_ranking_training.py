@@ -12,8 +12,8 @@ from transformers import AutoTokenizer
 
 from attnguide.tasks.ranking.data import Candidate, RankingData, read_ranking
 from attnguide.tasks.ranking.encoding import encode_candidates
-from attnguide.tasks.ranking.grouping import ListwiseCollator, ListwiseGroups
-from attnguide.tasks.ranking.losses import listwise_loss, pointwise_loss
+from attnguide.tasks.ranking.listwise_groups import ListwiseCollator, ListwiseGroups
+from attnguide.tasks.ranking.ranking_losses import listwise_loss, pointwise_loss
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ranking"
 

@@ -10,8 +10,8 @@ import pytest
 
 from attnguide.cli import main
 from attnguide.errors import DataError
+from attnguide.tasks.pairs.scored_pairs import read_scored
 from attnguide.tasks.readers import Columns
-from attnguide.tasks.regression.data import read_scored
 
 STSB = (
     "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
@@ -159,8 +159,8 @@ def test_the_regression_loss_reaches_the_trainer(tiny_model_dir, tmp_path, loss)
     from transformers import AutoTokenizer
     from transformers.modeling_outputs import SequenceClassifierOutput
 
-    from attnguide.tasks.regression.options import RegressionOptions
     from attnguide.tasks.regression.run import RegressionRun
+    from attnguide.tasks.regression.task import RegressionOptions
 
     (tmp_path / "t.csv").write_text("s1,s2,y\nA cat.,A dog.,2\nA cat.,A cow.,4\n", encoding="utf-8")
     options = RegressionOptions(

@@ -13,7 +13,7 @@ from attnguide.models import load_tokenizer
 from attnguide.tasks.readers import Columns
 from attnguide.tasks.token_classification.data import load_hf_tagged, read_tagged, tag_list
 from attnguide.tasks.token_classification.encoding import IGNORED, encode_windows, words_from_windows
-from attnguide.tasks.token_classification.metrics import entity_metrics
+from attnguide.tasks.token_classification.run import entity_metrics
 
 IOB = (
     "Germline\tO\nmutations\tO\nin\tO\nBRCA1\tB-Disease\ncancer\tI-Disease\n.\tO\n"

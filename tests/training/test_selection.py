@@ -11,7 +11,7 @@ from test_runs import data  # noqa: F401 (a fixture: the demo's template pairs)
 from transformers import TrainerControl, TrainerState
 
 from attnguide.cli import build_parser, main
-from attnguide.cli.train import common_options
+from attnguide.cli.train import recipe_settings
 from attnguide.experiments.demo import make_dataset
 from attnguide.files import write_jsonl
 from attnguide.training.selection import BestCheckpoint
@@ -101,7 +101,7 @@ def test_without_selection_the_last_epoch_is_kept(tiny_model_dir, data, tmp_path
 
 def options(*argv: str) -> dict:
     args = build_parser().parse_args(["train", "--train", "t.jsonl", "--output-dir", "o", *argv])
-    return common_options(args)
+    return recipe_settings(args)
 
 
 def test_the_paper_recipe_and_flags_that_override_it() -> None:

@@ -1,4 +1,5 @@
-"""The ``attnguide`` command line: one module per subcommand, the options they share in ``common``.
+"""The ``attnguide`` command line: one module per subcommand, the flags made from the options
+dataclasses in ``flags``, what the subcommands share in ``common``.
 
 Building the parser and checking arguments import nothing heavy, so that ``--help`` and a usage error
 answer at once; a command imports what it needs when it runs.

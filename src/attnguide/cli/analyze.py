@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .common import add_task_options, chosen_task, quiet_libraries
+from .common import chosen_task, quiet_libraries
+from .flags import add_task_options, options_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,5 +58,6 @@ def run(args: argparse.Namespace) -> int:
     )
     check_analysis(options, args.data)
     quiet_libraries()
-    print(summary_table(run_analysis(options, task.analysis_data(args, options.limit))))
+    data = task.analysis_data(options_from_args(task.eval_options, args), options.limit)
+    print(summary_table(run_analysis(options, data)))
     return 0

@@ -1,5 +1,5 @@
-"""What the subcommands share: the data options, the task option and each task's own options, the
-guide options (generated from the guide registry), and the training options.
+"""What the subcommands share: the task a command is for (``chosen_task``, refusing other tasks'
+options), the guide options (generated from the guide registry), and small helpers.
 
 Everything here is light: parsing and checking arguments imports no torch, transformers, datasets
 or matplotlib.
@@ -15,36 +15,9 @@ from ..guiding.config import CAPTURES, PROFILE_KINDS, SCOPES, GuideConfig
 from ..guiding.registry import GUIDES, guide_settings
 from ..rundir import read_run
 from ..tasks import DEFAULT_TASK, TASKS, Task, get_task
-from ..tasks.readers import Columns
+from .flags import dest_flag, task_dests
 
 logger = logging.getLogger("attnguide")
-
-
-def _flag(dest: str) -> str:
-    return "--" + dest.replace("_", "-")
-
-
-def add_task_options(parser: argparse.ArgumentParser, command: str, task_help: str) -> None:
-    """``--task``, the data layout and column options, and every task's own options for ``command``,
-    each task's in a group of its own; a flag several tasks share is added once."""
-    choices = ", ".join(f"{t.name}: {t.help}" for t in TASKS.values())
-    parser.add_argument("--task", choices=tuple(TASKS), help=f"{task_help} ({choices})")
-    data = parser.add_argument_group("data layout and columns")
-    layouts: dict[str, list[Task]] = {}
-    for task in TASKS.values():
-        layouts.setdefault(task.format_option, []).append(task)
-    for dest, tasks in layouts.items():
-        listed = "; ".join(f"--task {t.name}: {', '.join(t.formats)}" for t in tasks)
-        data.add_argument(_flag(dest), default="auto", help=f"data layout ({listed}; default: auto)")
-    Columns.add_arguments(data)
-    added: set[str] = set()
-    for task in TASKS.values():
-        options = [o for o in task.options if command in o.commands and o.flag not in added]
-        if options:
-            group = parser.add_argument_group(f"{task.name} (with --task {task.name})")
-            for option in options:
-                group.add_argument(option.flag, **option.kwargs)
-                added.add(option.flag)
 
 
 def chosen_task(args: argparse.Namespace) -> Task:
@@ -59,32 +32,25 @@ def chosen_task(args: argparse.Namespace) -> Task:
             name = trained
     task = get_task(name)
     others: dict[str, list[str]] = {}  # flag given -> the tasks it belongs to
-    own = _dests(task)
+    own = task_dests(task)
     for other in TASKS.values():
-        for dest in _dests(other):
+        for dest in task_dests(other):
             given = getattr(args, dest, None)
             if dest not in own and given is not None and given != args.command_parser.get_default(dest):
-                others.setdefault(_flag(dest), []).append(other.name)
+                others.setdefault(dest_flag(dest), []).append(other.name)
     if others:
         owners = sorted({name for names in others.values() for name in names})
         listed = " and ".join([", ".join(owners[:-1]), owners[-1]] if len(owners) > 1 else owners)
         raise AttnguideError(
             f"{'/'.join(others)} describe {listed} data; with --task {task.name} use "
-            f"{_flag(task.format_option)}"
+            f"{dest_flag(task.format_option)}"
         )
     layout = getattr(args, task.format_option)
     if layout not in task.formats:
         raise AttnguideError(
-            f"{_flag(task.format_option)} {layout!r}: --task {task.name} reads {', '.join(task.formats)}"
+            f"{dest_flag(task.format_option)} {layout!r}: --task {task.name} reads {', '.join(task.formats)}"
         )
     return task
-
-
-def _dests(task: Task) -> set[str]:
-    """The options that only some tasks take, as this one's: its layout option, the data columns
-    where it reads named columns, and its own options."""
-    own = {task.format_option, *(o.dest for o in task.options)}
-    return own | (set(Columns.names()) if task.takes_columns else set())
 
 
 def add_guide_options(parser: argparse.ArgumentParser) -> None:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import fields
 
 from ..errors import AttnguideError
 from ..rundir import check_finished_model, read_run
-from .common import add_task_options, chosen_task, positive, quiet_libraries
+from ..tasks.protocol import EvalOptions
+from .common import chosen_task, positive, quiet_libraries
+from .flags import add_flags, add_task_options, options_from_args
 
 BI_ENCODERS = ("embedding", "ranking (--encoder bi)")
 """The runs that are sentence-transformers bi-encoders: each task evaluates the other's too (the
@@ -16,13 +19,7 @@ ranking task takes any bi-encoder, even a zero-shot one)."""
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a trained model on a data file")
-    p.add_argument("--model", required=True, help="a run directory written by attnguide train")
-    p.add_argument("--data", required=True, help="data file to evaluate on")
-    p.add_argument(
-        "--output", help="per-example predictions, JSON lines (default: <data name>.predictions.jsonl here)"
-    )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-length", type=int, default=128)
+    add_flags(p, EvalOptions, tuple(f.name for f in fields(EvalOptions)))
     add_task_options(p, "eval", "the model's task (default: the task it was trained for)")
     p.set_defaults(func=run, command_parser=p)
 
@@ -57,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
     check_finished_model(args.model)
     check_model_task(args.model, task.name)
     quiet_libraries()
-    print(json.dumps(task.evaluate_file(args), indent=2))
+    print(json.dumps(task.evaluate_file(options_from_args(task.eval_options, args)), indent=2))
     return 0

@@ -5,7 +5,7 @@ passed on to each trial's run."""
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import AttnguideError
-from ..guiding.registry import guide_settings
+from ..guiding.config import GuideConfig
 from ..rundir import file_sha256
-from . import evaluate
 from .common import chosen_task, quiet_libraries
-from .train import add_train_arguments, common_options
+from .flags import options_from_args
+from .train import add_train_arguments, train_options
 
 PRUNERS = ("median", "halving", "none")
 
@@ -123,16 +123,18 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace.from_file(args.space)
     output_dir = Path(args.output_dir)
 
+    given = train_options(task, args)
+
     def trial_options(guide: dict[str, Any], seed: int, folder: Path) -> Any:
-        trial = copy.copy(args)
-        trial.guide = guide["guides"]
-        trial.layers = guide.get("layers", args.layers)
-        trial.scope = guide.get("scope", args.scope)
-        trial.guide_warmup_steps = guide.get("warmup_steps", args.guide_warmup_steps)
-        for setting in guide_settings():
-            setattr(trial, setting.name, guide.get(setting.name, getattr(args, setting.name)))
-        trial.seed, trial.output_dir, trial.resume, trial.overwrite = seed, str(folder), True, False
-        return task.train_options(trial, common_options(trial))
+        """The options of one trial: this command's, with the trial's guide settings, seed and folder."""
+        return dataclasses.replace(
+            given,
+            guide=GuideConfig(**{**given.guide.to_dict(), **guide}),
+            seed=seed,
+            output_dir=str(folder),
+            resume=True,
+            overwrite=False,
+        )
 
     base = trial_options({"guides": "none"}, args.seed, output_dir / "trials" / "identity").settings()
     space = space.fitted_to(model_layers(base["model"] or default_model_path()))
@@ -200,14 +202,16 @@ def _no_trial_finished(study: Any) -> int:
 def _test_evaluator(args: argparse.Namespace, task: Any):
     """Evaluates a run directory on ``--test`` as ``attnguide eval`` would, with this command's data
     options."""
-    parser = argparse.ArgumentParser()
-    evaluate.add_parser(parser.add_subparsers(dest="command"))
-    defaults = vars(parser.parse_args(["eval", "--model", "-", "--data", "-"]))
 
     def evaluate_test(run_dir: Path, output: Path) -> dict[str, float]:
-        chosen = {k: getattr(args, k, v) for k, v in defaults.items()}
-        chosen.update(model=str(run_dir), data=args.test, output=str(output.with_suffix(".jsonl")))
-        chosen.update(batch_size=args.eval_batch_size, task=task.name)
-        return task.evaluate_file(argparse.Namespace(**chosen))
+        options = options_from_args(
+            task.eval_options,
+            args,
+            model=str(run_dir),
+            data=args.test,
+            output=str(output.with_suffix(".jsonl")),
+            batch_size=args.eval_batch_size,
+        )
+        return task.evaluate_file(options)
 
     return evaluate_test

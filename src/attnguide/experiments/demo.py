@@ -15,7 +15,7 @@ from ..files import write_json, write_jsonl, write_text
 from ..guiding.config import GuideConfig
 from ..models import default_model_path, load_model, load_tokenizer
 from ..rundir import check_output_dir
-from ..tasks.classification.evaluation import evaluate
+from ..tasks.classification.run import evaluate
 from ..tasks.classification.task import CLASSIFICATION, ClassificationOptions
 from ..tasks.pairs.data import read_pairs
 from ..tasks.pairs.encoding import encode_pairs

@@ -30,6 +30,7 @@ from ..errors import AttnguideError
 from ..files import write_json
 from ..guiding.config import GuideConfig
 from ..rundir import file_sha256, partial_path
+from ..tasks import DEFAULT_TASK
 from .grid import Cell, Grid
 
 if TYPE_CHECKING:  # the results module imports scipy: loaded only when a grid runs
@@ -52,11 +53,11 @@ def data_hashes(grid: Grid) -> dict[str, str]:
 def _mismatch(run: dict, cell: Cell, hashes: dict[str, str]) -> str | None:
     """The first setting in which a finished run differs from its cell, or ``None``."""
     options = run.get("options", {})
-    expected: dict[str, Any] = {"task": cell.data.task or "classification", "model": cell.model}
+    expected: dict[str, Any] = {"task": cell.data.task or DEFAULT_TASK, "model": cell.model}
     expected.update({cell.data.format_option: cell.data.format, **cell.training, "seed": cell.seed})
     expected.update(cell.data.columns.given())
     actual = {key: options.get(key) for key in expected}
-    actual["task"] = run.get("task", "classification")  # older classification runs do not say so
+    actual["task"] = run.get("task", DEFAULT_TASK)  # older runs (classification, the default) do not say so
     guide = GuideConfig(**cell.guide).to_dict()
     expected.update({f"guide {k}": guide[k] for k in cell.guide})
     actual.update({f"guide {k}": options.get("guide", {}).get(k) for k in cell.guide})

@@ -1,5 +1,7 @@
 """The tasks attnguide trains and evaluates, one sub-package each, and the registry the commands
-dispatch on. ``protocol`` says what a task provides; ``readers`` holds what their readers share.
+dispatch on. ``protocol`` says what a task provides; ``readers`` holds what their readers share,
+``eval_pass`` and ``eval_files`` what their evaluations share; each task's run is a
+``training.training_run.TrainingRun``.
 
 Importing this package is light: a task's heavy modules load when a command uses them.
 """
@@ -18,6 +20,7 @@ TASKS: dict[str, Task] = {}
 """The registered tasks by name, the default first."""
 
 DEFAULT_TASK = "classification"
+"""The task of a command without ``--task`` (and of runs written before there were others)."""
 
 
 def register_task(task: Task) -> Task:

@@ -4,7 +4,6 @@ expected (``DataError``)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import itertools
 import json
@@ -15,6 +14,7 @@ from typing import Any, TextIO
 
 from ..errors import DataError
 from ..files import names_a_local_path
+from ..training.options import option
 
 # (line, record) of each data row, given the columns every row must have.
 RowReader = Callable[[tuple[str, ...]], Iterator[tuple[int, dict[str, Any]]]]
@@ -26,25 +26,11 @@ class Columns:
     known layout's columns or describe a generic file. Carried from the command line to every
     reader, ``run.json`` and ``compare``'s cells as this one value."""
 
-    text_a: str | None = None
-    text_b: str | None = None
-    label: str | None = None
-
-    HELP = {
-        "text_a": "column of the first text (generic csv/tsv/jsonl, or to override a layout)",
-        "text_b": "column of the second text, if any",
-        "label": "column of the label",
-    }
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-        """``--text-a``, ``--text-b``, ``--label``."""
-        for name in cls.names():
-            parser.add_argument("--" + name.replace("_", "-"), help=cls.HELP[name])
-
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Columns:
-        return cls(**{name: getattr(args, name) for name in cls.names()})
+    text_a: str | None = option(
+        None, help="column of the first text (generic csv/tsv/jsonl, or to override a layout)"
+    )
+    text_b: str | None = option(None, help="column of the second text, if any")
+    label: str | None = option(None, help="column of the label")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -1,19 +1,55 @@
 """``TrainOptions``: every setting of a training run that does not depend on the task.
 
 Each task extends it with its own data options (``ClassificationOptions``, ``RankingOptions``);
-``run.json`` records them all (``to_record``). Imports nothing heavy: options are checked before
-any model or data is loaded.
+``run.json`` records them all (``to_record``). Each setting is declared once, as a field made by
+``option``, whose metadata (help, flag, choices, the commands that take it) the command line builds
+its flags from (``cli/flags.py``). Imports nothing heavy: options are checked before any model or
+data is loaded.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, Field, asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import AttnguideError
 from ..guiding.config import GuideConfig
+
+COMMANDS = ("train", "eval", "analyze")
+"""The commands a task's option may apply to (``option(commands=...)``)."""
+
+UNSET = object()
+"""``option(flag_default=UNSET)``: the flag's default is the field's."""
+
+
+def option(
+    default: Any = MISSING,
+    *,
+    help: str | None = None,
+    flag: str | None = None,
+    flag_default: Any = UNSET,
+    commands: tuple[str, ...] = COMMANDS,
+    data_input: bool = False,
+    default_factory: Any = MISSING,
+    **argparse_keywords: Any,
+) -> Any:
+    """A dataclass field that is also a command-line flag: ``flag`` (default ``--NAME``), ``help``,
+    ``flag_default`` (where the flag's default differs from the field's, e.g. None for a setting a
+    ``--recipe`` presets), the ``commands`` of a task's option, whether it names a file or model the
+    run reads (``data_input``: the output may not be one of them), and any other ``argparse``
+    keywords (``choices``, ``metavar``, ``nargs``, ``action``, ``type``, ``required``)."""
+    cli = {"help": help, "flag": flag, "commands": commands, "data_input": data_input, **argparse_keywords}
+    if flag_default is not UNSET:
+        cli["default"] = flag_default
+    return field(default=default, default_factory=default_factory, metadata={"cli": cli})
+
+
+def flag_of(option_field: Field) -> str:
+    """The command-line flag of a field made by ``option`` (``--NAME`` unless it names another)."""
+    return option_field.metadata["cli"]["flag"] or "--" + option_field.name.replace("_", "-")
+
 
 SAMPLINGS = ("random", "sequential", "group_by_length")
 LR_SCHEDULERS = ("linear", "constant", "cosine")
@@ -58,40 +94,81 @@ NOT_SETTINGS = (
 class TrainOptions:
     """The settings of a training run that every task shares."""
 
-    output_dir: str
-    train: str | None = None
-    dev: str | None = None
-    model: str | None = None
-    dataset: str | None = None
-    train_split: str = "train"
-    dev_split: str | None = None
-    guide: GuideConfig = field(default_factory=GuideConfig)
-    epochs: float = 3.0
-    batch_size: int = 32
-    eval_batch_size: int = 64
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    lr_scheduler: str = "linear"
-    max_length: int = 128
-    seed: int = 42
-    logging_steps: int = 20
-    report_to: str = "none"
-    bf16: bool = False
-    activation_checkpointing: bool = False
-    save_steps: int | None = None
-    lora_r: int | None = None
-    lora_alpha: float = 16.0
-    lora_dropout: float = 0.1
-    lora_targets: str = "query,value"
-    sampling: str = "random"
-    nonfinite: str = "stop"
-    overwrite: bool = False
-    resume: bool = False
-    keep_checkpoints: bool = False
-    recipe: str = "attnguide"
-    select_metric: str | None = None
-    early_stopping: int | None = None
+    output_dir: str = option(required=True, help="run directory to write")
+    train: str | None = option(None, help="training data file", data_input=True)
+    dev: str | None = option(None, help="dev data file: evaluated each epoch and at the end", data_input=True)
+    model: str | None = option(
+        None, help="model directory or Hub id (default: the packaged MiniLM-L6-H384)", data_input=True
+    )
+    dataset: str | None = option(
+        None, help="a HuggingFace dataset name or a local directory saved with save_to_disk", data_input=True
+    )
+    train_split: str = option("train", help="split of --dataset to train on (default: train)")
+    dev_split: str | None = option(None, help="split of --dataset to evaluate on, e.g. validation")
+    guide: GuideConfig = field(default_factory=GuideConfig)  # flags made from the guide registry
+    epochs: float = option(3.0, flag_default=None)
+    batch_size: int = option(32, flag_default=None)
+    eval_batch_size: int = option(64)
+    lr: float = option(5e-5, flag_default=None)
+    weight_decay: float = option(0.01, flag_default=None)
+    warmup_ratio: float = option(0.1, flag_default=None)
+    lr_scheduler: str = option(
+        "linear", flag_default=None, choices=LR_SCHEDULERS, help="learning-rate schedule after warm-up"
+    )
+    max_length: int = option(128, flag_default=None, help="tokens per pair; longer pairs are truncated")
+    seed: int = option(42)
+    logging_steps: int = option(20)
+    report_to: str = option("none", help="Trainer loggers, e.g. tensorboard (default: none)")
+    bf16: bool = option(False, help="bfloat16 mixed precision (GPUs from Ampere on)")
+    activation_checkpointing: bool = option(
+        False,
+        help="recompute each layer in the backward pass instead of keeping its activations: less memory, "
+        "about a third more time; the same result",
+    )
+    save_steps: int | None = option(None, help="checkpoint every N steps (default: every epoch)")
+    lora_r: int | None = option(
+        None, help="LoRA rank; given, a LoRA adapter is trained instead of all weights"
+    )
+    lora_alpha: float = option(16.0, flag_default=None, help="LoRA scaling α (default: 16)")
+    lora_dropout: float = option(0.1, flag_default=None, help="dropout on the LoRA input (default: 0.1)")
+    lora_targets: str = option(
+        "query,value",
+        flag_default=None,
+        help="comma-separated names of the linear layers to adapt (default: query,value, as in BERT)",
+    )
+    sampling: str = option(
+        "random", choices=SAMPLINGS, help="order of training examples (default: random, seeded)"
+    )
+    nonfinite: str = option(
+        "stop",
+        flag="--skip-nonfinite",
+        action="store_true",
+        flag_default=False,
+        help="skip a batch whose loss is NaN or infinite instead of stopping (one process only)",
+    )
+    overwrite: bool = option(False, help="replace a non-empty output directory")
+    resume: bool = option(False, help="continue an interrupted run from its newest checkpoint")
+    keep_checkpoints: bool = option(False, help="keep the last checkpoint in the finished run")
+    recipe: str = option(
+        "attnguide",
+        choices=tuple(RECIPES),
+        help="preset of the settings below: attnguide (3 epochs, batch 32, lr 5e-5 with 10%% warm-up and "
+        "linear decay, weight decay 0.01, 128 tokens, the last checkpoint) or paper (the authors' "
+        "released code: Adam without weight decay, constant lr 1e-5, batch 64, 256 tokens, 20 epochs "
+        "(5 for ranking), the checkpoint with the best dev metric)",
+    )
+    select_metric: str | None = option(
+        None,
+        flag="--select-best",
+        nargs="?",
+        const="",
+        metavar="METRIC",
+        help="evaluate on dev after each epoch and keep the best checkpoint by METRIC (default: the "
+        "task's first metric); 'last' keeps the last one (the attnguide recipe's default)",
+    )
+    early_stopping: int | None = option(
+        None, metavar="EPOCHS", help="with --select-best, stop after this many epochs without improvement"
+    )
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "eval_batch_size", "max_length", "logging_steps"):
@@ -151,9 +228,17 @@ class TrainOptions:
             data = {k: v for k, v in data.items() if k not in LORA_SETTINGS}
         return json.loads(json.dumps(data))
 
+    def data_inputs(self) -> dict[str, Any]:
+        """The files, data set and model the run reads, by flag (``--train``, ``--queries``, ...)."""
+        return {flag_of(f): getattr(self, f.name) for f in fields(self) if _cli(f).get("data_input")}
+
     def settings(self) -> dict[str, Any]:
         """The options that decide what a run computes: a resumed run must match them."""
         return {k: v for k, v in self.to_record().items() if k not in NOT_SETTINGS}
+
+
+def _cli(option_field: Field) -> dict[str, Any]:
+    return option_field.metadata.get("cli", {})
 
 
 def newer_settings() -> dict[str, Any]:

@@ -3,7 +3,7 @@
 ``run_training`` is the one pipeline of every task: it checks the output directory, loads the model,
 resumes or starts the run, trains, and writes and publishes the run directory. What depends on the
 task (reading, encoding, the model's head, losses, evaluation, the data in run.json) comes from a
-``TaskRun``, which each task of ``attnguide.tasks`` makes from its options.
+``TrainingRun`` (``training_run.py``), which each task of ``attnguide.tasks`` makes from its options.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import platform
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import transformers
@@ -36,57 +35,9 @@ from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
 from .options import TrainOptions, newer_settings
 from .selection import BestCheckpoint
 from .trainer import GuidedTrainer
+from .training_run import TrainingRun, TrainSetup
 
 logger = logging.getLogger("attnguide")
-
-
-@dataclass
-class TrainSetup:
-    """What a task gives the Trainer: the training data and how to batch it, and how to train on it."""
-
-    dataset: Any
-    collator: Callable
-    batch_size: int  # per device
-    eval_dataset: Any = None  # evaluated by the Trainer after every epoch
-    compute_loss: Callable | None = None  # the Trainer's compute_loss_func (None: the model's own loss)
-    arguments: dict[str, Any] = field(default_factory=dict)  # TrainingArguments overrides
-    arguments_class: type[TrainingArguments] = TrainingArguments
-    trainer: Callable[..., Any] | None = None
-    """Builds the Trainer from ``model``, ``args``, ``setup``, ``tokenizer`` and ``options``
-    (None: ``guided_trainer``); the Trainer says its capture in ``.capture``."""
-
-
-class TaskRun(Protocol):
-    """The steps of a run that depend on the task, called in this order by ``run_training``."""
-
-    name: str
-    """The task's name, recorded in run.json (``classification``, ``ranking``)."""
-    adapter_task_type: str
-    """PEFT's task type of the model's head (``SEQ_CLS``, ``TOKEN_CLS``), for ``--lora-r``."""
-
-    def read(self) -> list[str]:
-        """Read the training and dev data; returns the model's output labels."""
-
-    def load_model(self, name: str, labels: list[str]) -> PreTrainedModel:
-        """The model to fine-tune, with a fresh head for ``labels``."""
-
-    def encode(self, tokenizer: PreTrainedTokenizerBase, label2id: dict[str, int]) -> TrainSetup:
-        """Tokenise the data and say how to train on it."""
-
-    def evaluate(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        log_history: list[dict],
-        run_dir: Path,
-    ) -> dict[str, float]:
-        """The run's metrics; writes the dev predictions into ``run_dir``."""
-
-    def record(self) -> dict:
-        """The run.json fields that describe the task's data (``labels``, ``data``, ...)."""
-
-    def versions(self) -> dict[str, str]:
-        """Versions of the libraries the task adds, for run.json."""
 
 
 def guided_trainer(
@@ -108,15 +59,6 @@ def guided_trainer(
         guide_config=options.guide,
         nonfinite=options.nonfinite,
     )
-
-
-def final_train_losses(log_history: list[dict]) -> dict[str, float]:
-    """The last logged value of each training loss part (``train_loss``, ``train_task_loss``, ...)."""
-    final: dict[str, float] = {}
-    for entry in log_history:
-        if "loss" in entry:
-            final.update({f"train_{k}": v for k, v in entry.items() if k.endswith("loss")})
-    return final
 
 
 def library_versions() -> dict[str, str]:
@@ -196,7 +138,7 @@ def training_arguments(options: TrainOptions, output_dir: Path, setup: TrainSetu
         raise AttnguideError(f"the Trainer refuses these settings: {str(error).splitlines()[0]}") from None
 
 
-def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] = ()) -> dict[str, float]:
+def run_training(options: TrainOptions, task: TrainingRun, callbacks: Sequence[Any] = ()) -> dict[str, float]:
     """Fine-tune, evaluate on the dev data, and write the run directory; returns the metrics.
 
     ``callbacks`` are added to the Trainer (``attnguide tune`` reports each evaluation through one).
@@ -207,12 +149,7 @@ def run_training(options: TrainOptions, task: TaskRun, callbacks: Sequence[Any] 
     if options.resume and is_complete_run(output_dir):
         logger.info("%s: the run is already complete", output_dir)
         return json.loads((output_dir / "metrics.json").read_text(encoding="utf-8"))
-    inputs = ("train", "dev", "model", "dataset", "queries", "docs", "train_run", "dev_run")
-    check_output_dir(
-        output_dir,
-        options.overwrite,
-        {f"--{name.replace('_', '-')}": getattr(options, name, None) for name in inputs},
-    )
+    check_output_dir(output_dir, options.overwrite, options.data_inputs())
     labels = task.read()
     model_name = options.model or default_model_path()
     tokenizer = load_tokenizer(model_name)

@@ -1,2 +1,2 @@
-"""Sentence-pair (or single-sentence) classification: readers of the common layouts (``data``),
-tokenising (``encoding``), metrics, evaluation, the training run (``run``) and the task (``task``)."""
+"""Sentence-pair (or single-sentence) classification: the task and its options (``task``), the
+training run and evaluation (``run``); the readers and tokenising it uses are in ``tasks.pairs``."""

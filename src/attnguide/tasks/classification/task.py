@@ -1,24 +1,40 @@
 """The classification task: labelled sentence pairs (or single sentences) in, accuracy out.
 
-``CLASSIFICATION`` is the task object of ``tasks.protocol``; the work is done in ``run`` (training),
-``evaluation`` and ``data``, imported when a command needs them.
+``CLASSIFICATION`` is the task object of ``tasks.protocol`` and ``ClassificationOptions`` its
+training options; the work is done in ``run`` (training and evaluation), imported when a command
+needs it.
 """
 
 from __future__ import annotations
 
-import argparse
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ...training.options import TrainOptions
+from ...errors import AttnguideError
+from ...training.options import TrainOptions, option
 from ..pairs.data import FORMATS
-from ..protocol import TaskOption
+from ..protocol import EvalOptions, eval_options_class
 from ..readers import Columns
-from .metrics import CLASSIFICATION_METRICS
-from .options import ClassificationOptions
 
 if TYPE_CHECKING:
     from ...analysis.report import AnalysisData
-    from ...training.pipeline import TaskRun
+    from .run import ClassificationRun
+
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
+
+
+@dataclass
+class ClassificationOptions(TrainOptions):
+    """Every setting of a classification run: those of ``TrainOptions``, the data layout and the
+    named columns."""
+
+    format: str = option("auto")
+    columns: Columns = option(default_factory=Columns)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.format not in FORMATS:
+            raise AttnguideError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
 
 
 class ClassificationTask:
@@ -29,41 +45,38 @@ class ClassificationTask:
     metrics = CLASSIFICATION_METRICS
     formats = FORMATS
     format_option = "format"
-    takes_columns = True
-    options: tuple[TaskOption, ...] = ()
+    train_options = ClassificationOptions
+    eval_options = eval_options_class("ClassificationEvalOptions", ClassificationOptions)
 
-    def train_options(self, args: argparse.Namespace, common: dict[str, Any]) -> ClassificationOptions:
-        return ClassificationOptions(**common, format=args.format, columns=Columns.from_args(args))
-
-    def start(self, options: TrainOptions) -> TaskRun:
+    def start(self, options: ClassificationOptions) -> ClassificationRun:
         from .run import ClassificationRun
 
         return ClassificationRun(options)
 
-    def evaluate_file(self, args: argparse.Namespace) -> dict[str, float]:
+    def evaluate_file(self, options: EvalOptions) -> dict[str, float]:
         from ...files import write_jsonl
         from ...models import check_max_length, load_model, load_tokenizer
-        from ..evaluation import EvalFiles, trained_guide
+        from ..eval_files import EvalFiles, trained_guide
         from ..pairs.data import read_pairs
         from ..pairs.encoding import encode_pairs
-        from .evaluation import evaluate, prediction_rows
+        from .run import evaluate, prediction_rows
 
-        files = EvalFiles.checked(args)
-        data = read_pairs(args.data, args.format, Columns.from_args(args))
-        tokenizer = load_tokenizer(args.model)
-        model = load_model(args.model, attn_implementation="eager")
-        check_max_length(args.model, model, tokenizer, args.max_length)
-        dataset = encode_pairs(data, tokenizer, args.max_length, model.config.label2id)
-        evaluation = evaluate(model, tokenizer, dataset, trained_guide(args.model), args.batch_size)
+        files = EvalFiles.checked(options)
+        data = read_pairs(options.data, options.format, options.columns)
+        tokenizer = load_tokenizer(options.model)
+        model = load_model(options.model, attn_implementation="eager")
+        check_max_length(options.model, model, tokenizer, options.max_length)
+        dataset = encode_pairs(data, tokenizer, options.max_length, model.config.label2id)
+        evaluation = evaluate(model, tokenizer, dataset, trained_guide(options.model), options.batch_size)
         write_jsonl(files.predictions, prediction_rows(data, evaluation, model.config.id2label))
         return files.write_metrics(evaluation.metrics)
 
-    def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
+    def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
         from ...analysis.report import AnalysisData
         from ..pairs.data import read_pairs
         from ..pairs.encoding import encode_pairs
 
-        full = read_pairs(args.data, args.format, Columns.from_args(args))
+        full = read_pairs(options.data, options.format, options.columns)
         data = full.first(limit)
         return AnalysisData(
             source=data.source,

@@ -1,4 +1,4 @@
-"""The training data of an embedding model: pairs with a score (``tasks.regression.data``), or rows
+"""The training data of an embedding model: pairs with a score (``tasks.pairs.scored_pairs``), or rows
 of an anchor, a positive and optionally a negative text, or labelled pairs of which those with one
 label are taken as (anchor, positive)."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 from ...errors import DataError
 from ..pairs.data import read_pairs
+from ..pairs.scored_pairs import ScoredPairs, read_scored
 from ..readers import Columns, RowReader, check_data_file, delimited_rows, jsonl_rows
-from ..regression.data import ScoredPairs, read_scored
 
 TEXT_COLUMNS = ("anchor", "positive", "negative")
 

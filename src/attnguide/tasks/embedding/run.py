@@ -1,12 +1,16 @@
-"""An embedding training run: the ``TaskRun`` that ``run_training`` drives, training with
-sentence-transformers' own trainer and losses, guided by ``GuidedLoss``."""
+"""An embedding training run (the ``TrainingRun`` that ``run_training`` drives, training with
+sentence-transformers' own trainer and losses, guided by ``GuidedLoss``), and evaluating an
+embedding model on pairs with a score: the Spearman and Pearson correlations of their cosine
+similarities with the scores (sentence-transformers' embedding-similarity evaluator), and the
+attention measures of its transformer over the same sentences."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset
 from torch import nn
@@ -14,28 +18,68 @@ from transformers import PreTrainedTokenizerBase
 
 from ...errors import AttnguideError
 from ...files import write_jsonl
+from ...guiding.config import GuideConfig
 from ...models import load_sentence_transformer
-from ...rundir import file_sha256
-from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
-from ..regression.data import ScoredPairs, check_scores_vary
-from ..regression.similarity import zero_shot_similarity
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
+from ..eval_pass import bi_encoder_measures
+from ..pairs.cosine_similarity import similarity_metrics, zero_shot_similarity
+from ..pairs.scored_pairs import ScoredPairs, check_scores_vary
 from .data import EmbeddingData, TextRows, read_embedding_data
-from .evaluation import evaluate_embedding, prediction_rows
-from .options import EmbeddingOptions
+
+if TYPE_CHECKING:
+    from .task import EmbeddingOptions
 
 logger = logging.getLogger("attnguide")
 
 
-class EmbeddingRun:
+@dataclass
+class EmbeddingEvaluation:
+    """The cosine similarity of every pair and the metrics."""
+
+    cosines: list[float]
+    metrics: dict[str, float]
+
+
+def evaluate_embedding(
+    model: nn.Module,
+    tokenizer: PreTrainedTokenizerBase,
+    data: ScoredPairs,
+    max_length: int,
+    guide_config: GuideConfig | None = None,
+    batch_size: int = 64,
+) -> EmbeddingEvaluation:
+    """``similarity_metrics``, and the attention measures of the model's transformer over every
+    sentence, one at a time, as the bi-encoder reads them."""
+    metrics, cosines = similarity_metrics(model, data, batch_size)
+    sentences = [*data.pairs.text_a, *data.pairs.text_b]
+    measures = bi_encoder_measures(model, tokenizer, sentences, max_length, guide_config, batch_size)
+    return EmbeddingEvaluation(cosines, {**metrics, **measures})
+
+
+def prediction_rows(data: ScoredPairs, evaluation: EmbeddingEvaluation) -> list[dict]:
+    """One JSON-ready row per pair: its texts, gold score and the cosine of their embeddings."""
+    pairs = data.pairs
+    return [
+        {
+            "index": i,
+            "text_a": pairs.text_a[i],
+            "text_b": pairs.text_b[i],
+            "label": data.scores[i],
+            "cosine": round(c, 6),
+        }
+        for i, c in enumerate(evaluation.cosines)
+    ]
+
+
+class EmbeddingRun(TrainingRun):
     """A bi-encoder: each text embedded on its own, trained so that cosine similarities follow the
     data (CoSENT, cosine similarity or multiple-negatives ranking loss)."""
 
     name = "embedding"
     adapter_task_type = "FEATURE_EXTRACTION"
-
-    def __init__(self, options: EmbeddingOptions) -> None:
-        self.options = options
+    train_losses_with_dev = True
+    options: EmbeddingOptions
 
     @cached_property
     def _zero_shot(self) -> dict[str, float]:
@@ -115,28 +159,21 @@ class EmbeddingRun:
         )(model)
         return sentence_transformer_trainer(model, args, setup, inner, self.options.guide)
 
-    def evaluate(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, log_history: list[dict], run_dir: Path
-    ) -> dict:
+    def evaluate_dev(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, run_dir: Path) -> dict:
         options = self.options
-        if self.dev_data is None:
-            return final_train_losses(log_history)
         evaluation = evaluate_embedding(
             model, tokenizer, self.dev_data, options.max_length, options.guide, options.eval_batch_size
         )
         write_jsonl(run_dir / "dev_predictions.jsonl", prediction_rows(self.dev_data, evaluation))
-        return {**evaluation.metrics, **self._zero_shot, **final_train_losses(log_history)}
+        return {**evaluation.metrics, **self._zero_shot}
 
     def record(self) -> dict:
-        data = {}
-        for split, rows in (("train", self.train_data), ("dev", self.dev_data)):
-            if rows is None:
-                continue
-            source = rows.source if isinstance(rows, TextRows) else rows.pairs.source
-            layout = rows.layout if isinstance(rows, TextRows) else rows.pairs.layout
-            sha = file_sha256(source) if Path(source).is_file() else None
-            data[split] = {"source": source, "layout": layout, "examples": len(rows), "sha256": sha}
-        return {"data": data, "loss": self.loss_name}
+        return {**super().record(), "loss": self.loss_name}
+
+    def data_record(self, split: str, data: EmbeddingData) -> dict:
+        source = data.source if isinstance(data, TextRows) else data.pairs.source
+        layout = data.layout if isinstance(data, TextRows) else data.pairs.layout
+        return {"source": source, "layout": layout, "examples": len(data), "sha256": source_sha256(source)}
 
     def versions(self) -> dict[str, str]:
         import sentence_transformers

@@ -1,25 +1,108 @@
-"""A regression training run: the ``TaskRun`` that ``run_training`` drives."""
+"""A regression training run (the ``TrainingRun`` that ``run_training`` drives) and evaluating a
+regression model: a score per pair, correlations (SciPy's; the squared error scikit-learn's), and
+the attention measures."""
 
 from __future__ import annotations
 
 import logging
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from ...files import write_jsonl
+from ...guiding.config import GuideConfig
 from ...models import load_model
-from ...rundir import file_sha256
-from ...training.pipeline import TrainSetup, final_train_losses
+from ...training.training_run import TrainingRun, TrainSetup, source_sha256
+from ..eval_pass import eval_pass
+from ..pairs.cosine_similarity import zero_shot_similarity
 from ..pairs.encoding import encode_pairs
-from .data import ScoredPairs, check_scores_vary, load_hf_scored, read_scored
-from .evaluation import evaluate_scores, prediction_rows
-from .options import RegressionOptions, outputs_logits
-from .similarity import zero_shot_similarity
+from ..pairs.scored_pairs import ScoredPairs, check_scores_vary, load_hf_scored, read_scored
+
+if TYPE_CHECKING:
+    from .task import RegressionOptions
 
 logger = logging.getLogger("attnguide")
+
+
+def outputs_logits(regression_loss: str | None) -> bool:
+    """Whether a model trained with ``regression_loss`` outputs a logit whose sigmoid is the scaled
+    score (``bce``), rather than the score itself (``mse``)."""
+    return regression_loss == "bce"
+
+
+def regression_metrics(gold: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
+    """``pearson``, ``spearman`` and ``mse`` of the predictions against the gold scores."""
+    from scipy.stats import ConstantInputWarning, pearsonr, spearmanr
+    from sklearn.metrics import mean_squared_error
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConstantInputWarning)
+        metrics = {
+            "pearson": float(pearsonr(gold, predicted).statistic),
+            "spearman": float(spearmanr(gold, predicted).statistic),
+            "mse": float(mean_squared_error(gold, predicted)),
+        }
+    if any(issubclass(w.category, ConstantInputWarning) for w in caught):
+        logger.warning("every prediction is the same score: the correlations are undefined (NaN)")
+    return metrics
+
+
+@dataclass
+class ScoreEvaluation:
+    """The predicted score of every pair (on the data's own scale) and the metrics."""
+
+    predictions: list[float]
+    metrics: dict[str, float]
+
+
+def unscale(value: float, label_range: tuple[float, float] | None) -> float:
+    """A prediction on the data's scale from the model's 0-1 output (as is without a range)."""
+    return value if label_range is None else label_range[0] + value * (label_range[1] - label_range[0])
+
+
+def evaluate_scores(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    data: ScoredPairs,
+    max_length: int,
+    label_range: tuple[float, float] | None = None,
+    guide_config: GuideConfig | None = None,
+    batch_size: int = 64,
+    sigmoid: bool = False,
+) -> ScoreEvaluation:
+    """Score every pair and measure the scores against the gold ones (``regression_metrics``), with
+    the attention measures of the same pass. ``sigmoid``: the model was trained with
+    ``--regression-loss bce``, so its output is the logit of the scaled score."""
+    dataset = encode_pairs(data.pairs, tokenizer, max_length)
+    predictions: list[float] = []
+    measures: dict[str, float] = {}
+    for logits, _ in eval_pass(model, tokenizer, dataset, measures, guide_config, batch_size):
+        outputs = logits[:, 0].sigmoid() if sigmoid else logits[:, 0]
+        predictions += [unscale(v, label_range) for v in outputs.tolist()]
+    metrics = regression_metrics(data.scores, predictions)
+    metrics.update(measures)
+    return ScoreEvaluation(predictions, metrics)
+
+
+def prediction_rows(data: ScoredPairs, evaluation: ScoreEvaluation) -> list[dict]:
+    """One JSON-ready row per pair: its texts, gold score and predicted score."""
+    pairs = data.pairs
+    return [
+        {
+            "index": i,
+            "text_a": pairs.text_a[i],
+            "text_b": pairs.text_b[i] if pairs.text_b is not None else None,
+            "label": data.scores[i],
+            "prediction": round(prediction, 6),
+        }
+        for i, prediction in enumerate(evaluation.predictions)
+    ]
 
 
 def bce_on_scores(outputs, labels, num_items_in_batch=None):
@@ -29,7 +112,7 @@ def bce_on_scores(outputs, labels, num_items_in_batch=None):
     return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
-class RegressionRun:
+class RegressionRun(TrainingRun):
     """Scores: a one-output head trained with mean squared error (transformers' regression problem
     type), on scores scaled to 0-1 where ``--label-range`` gives their bounds; or, with
     ``--regression-loss bce``, with binary cross-entropy of its sigmoid against those scaled scores."""
@@ -37,26 +120,24 @@ class RegressionRun:
     name = "regression"
     adapter_task_type = "SEQ_CLS"
 
+    options: RegressionOptions
+
     def __init__(self, options: RegressionOptions) -> None:
-        self.options = options
+        super().__init__(options)
         self.range_from_train = False
         self.model_name = ""
 
-    def _read(
-        self, path: str | None, split: str | None, label_range: tuple[float, float] | None
-    ) -> ScoredPairs | None:
-        """Scored pairs from a file or a split of ``--dataset``; scores outside ``label_range`` refused."""
-        options = self.options
-        if path is not None:
-            return read_scored(path, options.format, options.columns, label_range)
-        if options.dataset is not None and split is not None:
-            return load_hf_scored(options.dataset, split, options.columns, label_range)
-        return None
+    def read_file(self, path: str, label_range: tuple[float, float] | None) -> ScoredPairs:
+        """Scored pairs; scores outside ``label_range`` refused."""
+        return read_scored(path, self.options.format, self.options.columns, label_range)
+
+    def read_dataset(self, name: str, split: str, label_range: tuple[float, float] | None) -> ScoredPairs:
+        return load_hf_scored(name, split, self.options.columns, label_range)
 
     def read(self) -> list[str]:
         options = self.options
         given = options.label_range  # a range taken from the training scores scales, refuses nothing
-        self.train_data = self._read(options.train, options.train_split, given)
+        self.train_data = self.read_split(options.train, options.train_split, label_range=given)
         if outputs_logits(options.regression_loss) and given is None:
             check_scores_vary(self.train_data)
             options.label_range = (min(self.train_data.scores), max(self.train_data.scores))
@@ -65,7 +146,7 @@ class RegressionRun:
                 "scores scaled to 0-1 by the training data's range %g to %g (--label-range sets it)",
                 *options.label_range,
             )
-        self.dev_data = self._read(options.dev, options.dev_split, given)
+        self.dev_data = self.read_split(options.dev, options.dev_split, label_range=given)
         if self.dev_data is not None:
             check_scores_vary(self.dev_data)
         scores = self.train_data.scores
@@ -112,15 +193,9 @@ class RegressionRun:
             compute_loss=bce_on_scores if outputs_logits(options.regression_loss) else None,
         )
 
-    def evaluate(
-        self,
-        model: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        log_history: list[dict],
-        run_dir: Path,
+    def evaluate_dev(
+        self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, run_dir: Path
     ) -> dict[str, float]:
-        if self.dev_data is None:
-            return final_train_losses(log_history)
         options = self.options
         evaluation = evaluate_scores(
             model,
@@ -142,22 +217,17 @@ class RegressionRun:
         return metrics
 
     def record(self) -> dict:
+        label_range_from = "options" if self.options.label_range else None
         return {
-            "label_range_from": "training data"
-            if self.range_from_train
-            else ("options" if self.options.label_range else None),
-            "data": {
-                name: {
-                    "source": data.pairs.source,
-                    "layout": data.pairs.layout,
-                    "examples": len(data),
-                    "dropped": data.pairs.dropped,
-                    "sha256": file_sha256(data.pairs.source) if Path(data.pairs.source).is_file() else None,
-                }
-                for name, data in (("train", self.train_data), ("dev", self.dev_data))
-                if data is not None
-            },
+            "label_range_from": "training data" if self.range_from_train else label_range_from,
+            **super().record(),
         }
 
-    def versions(self) -> dict[str, str]:
-        return {}
+    def data_record(self, split: str, data: ScoredPairs) -> dict:
+        return {
+            "source": data.pairs.source,
+            "layout": data.pairs.layout,
+            "examples": len(data),
+            "dropped": data.pairs.dropped,
+            "sha256": source_sha256(data.pairs.source),
+        }

@@ -1,36 +1,20 @@
-"""Scoring candidate pairs with a cross-encoder, and the rankings that follow: run dicts, TREC run files."""
+"""Rankings from candidates' scores, by either encoder: run dicts (``run[qid][docid] = score``), a
+ranking's evaluation, TREC run files and the predictions rows."""
 
 from __future__ import annotations
 
-import logging
-
-import torch
-from datasets import Dataset
-from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
-from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
+from dataclasses import dataclass
 
 from .data import RankingData
-from .metrics import Run
-
-logger = logging.getLogger("attnguide")
+from .ranking_metrics import Run
 
 
-@torch.no_grad()
-def score_pairs(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, batch_size: int = 64
-) -> list[float]:
-    """The model's single logit for every encoded pair, in dataset order, in eval mode."""
-    model.eval()
-    device = next(model.parameters()).device
-    columns = [c for c in dataset.column_names if c != "labels"]
-    loader = DataLoader(
-        dataset.select_columns(columns), batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
-    )
-    scores: list[float] = []
-    for batch in tqdm(loader, desc="scoring", leave=False, disable=not logger.isEnabledFor(logging.INFO)):
-        scores += model(**{k: v.to(device) for k, v in batch.items()}).logits[:, 0].float().tolist()
-    return scores
+@dataclass
+class RankingEvaluation:
+    """The ranking of every query and the metrics over them."""
+
+    run: Run
+    metrics: dict[str, float]
 
 
 def build_run(data: RankingData, scores: list[float]) -> Run:

@@ -1,7 +1,7 @@
 """Ranking losses on a cross-encoder's scores, as ``compute_loss_func`` of the Trainer.
 
 Both are means over the batch, as ``GuidedTrainer`` declares its losses; guiding adds to either.
-``options.RANKING_LOSSES`` names them: loss ``NAME`` is the function ``NAME_loss`` here.
+``task.RANKING_LOSSES`` names them: loss ``NAME`` is the function ``NAME_loss`` here.
 """
 
 from __future__ import annotations

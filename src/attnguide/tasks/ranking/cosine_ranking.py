@@ -15,11 +15,10 @@ from transformers import PreTrainedTokenizerBase
 
 from ...guiding.config import GuideConfig
 from ...models import load_sentence_transformer
-from ..evaluation import bi_encoder_measures
+from ..eval_pass import bi_encoder_measures
 from .data import RankingData
-from .evaluation import RankingEvaluation
-from .metrics import Run, ranking_metrics
-from .scoring import build_run
+from .ranking_metrics import Run, ranking_metrics
+from .trec_runs import RankingEvaluation, build_run
 
 logger = logging.getLogger("attnguide")
 

@@ -1,14 +1,42 @@
-"""Scored pairs: the pair readers of ``tasks.pairs`` with the label read as a number."""
+"""Scored pairs: the pair readers of ``tasks.pairs`` with the label read as a number, and the
+``--label-range`` that bounds the scores (the regression and embedding tasks read them)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from ...errors import DataError
-from ..pairs.data import PairData, load_hf_dataset, read_pairs
+from ...errors import AttnguideError, DataError
+from ...training.options import option
 from ..readers import Columns
+from .data import PairData, load_hf_dataset, read_pairs
+
+
+def label_range_option() -> Any:
+    """The ``label_range`` field of the options of a task that reads scores (``--label-range``)."""
+    return option(
+        None,
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="the scores' bounds: train on scores scaled to 0-1 and refuse scores outside (default: "
+        "the training scores' range, which scales but refuses nothing; with eval: the range the model "
+        "was trained with, refusing scores outside it where it was given with --label-range)",
+    )
+
+
+def check_label_range(label_range: tuple[float, float] | None) -> None:
+    """Refuse a ``--label-range`` that cannot scale scores: a bound that is not a finite number, or
+    an empty range (LOW not below HIGH)."""
+    if label_range is None:
+        return
+    low, high = label_range
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise AttnguideError(f"--label-range {low:g} {high:g}: LOW and HIGH must be finite numbers")
+    if not low < high:
+        raise AttnguideError(f"--label-range {low:g} {high:g}: LOW must be below HIGH")
 
 
 @dataclass

@@ -1,26 +1,26 @@
-"""A bi-encoder ranking run: the ``TaskRun`` of ``--task ranking --encoder bi``, a sentence-transformers
+"""A bi-encoder ranking run: the ``RankingRun`` of ``--task ranking --encoder bi``, a sentence-transformers
 model fine-tuned with its own trainer on (query, relevant, irrelevant) rows and the
 multiple-negatives ranking loss, guided through ``GuidedLoss``, ranked by cosine similarity."""
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from ...models import load_sentence_transformer
-from ...training.pipeline import TrainSetup, final_train_losses
 from ...training.sentence_transformers import IN_BATCH_NEGATIVES, sentence_transformer_trainer
-from .bi_encoder import evaluate_bi_encoder, triplets
-from .run import RankerRun, _data_record
+from ...training.training_run import TrainSetup
+from .cosine_ranking import evaluate_bi_encoder, triplets
+from .ranking_run import RankingRun
+from .trec_runs import RankingEvaluation
 
 logger = logging.getLogger("attnguide")
 
 
-class BiEncoderRankingRun(RankerRun):
+class BiEncoderRankingRun(RankingRun):
     """Reranking with a bi-encoder: queries and documents embedded apart, ranked by cosine."""
 
     adapter_task_type = "FEATURE_EXTRACTION"
@@ -56,25 +56,15 @@ class BiEncoderRankingRun(RankerRun):
             model, args, setup, MultipleNegativesRankingLoss(model), self.options.guide
         )
 
-    def evaluate(
-        self, model: nn.Module, tokenizer: PreTrainedTokenizerBase, log_history: list[dict], run_dir: Path
-    ) -> dict:
-        options, dev_data = self.options, self.dev_data
-        metrics: dict[str, float] = {}
-        if dev_data is not None:
-            evaluation = evaluate_bi_encoder(
-                model, tokenizer, dev_data, options.max_length, options.guide, options.eval_batch_size,
-                options.keep_unanswerable,
-            )  # fmt: skip
-            metrics.update(self._dev_results(evaluation, run_dir))
-        metrics.update(final_train_losses(log_history))
-        return metrics
+    def rank_dev(self, model: nn.Module, tokenizer: PreTrainedTokenizerBase) -> RankingEvaluation:
+        options = self.options
+        return evaluate_bi_encoder(
+            model, tokenizer, self.dev_data, options.max_length, options.guide, options.eval_batch_size,
+            options.keep_unanswerable,
+        )  # fmt: skip
 
     def record(self) -> dict:
-        data = {"train": _data_record(self.train_data, 0)}
-        if self.dev_data is not None:
-            data["dev"] = _data_record(self.dev_data, 0)
-        return {"data": data, "encoder": "bi"}
+        return {**super().record(), "encoder": "bi"}
 
     def versions(self) -> dict[str, str]:
         import sentence_transformers

@@ -8,7 +8,7 @@ from pathlib import Path
 from torch import nn
 
 from ...models import load_sentence_transformer, model_location
-from .data import ScoredPairs
+from .scored_pairs import ScoredPairs
 
 
 def similarity_metrics(model: nn.Module, data: ScoredPairs, batch_size: int = 64) -> tuple[dict, list[float]]:
