@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -108,9 +108,10 @@ def _check_setting(file: Path, where: str, entry: object) -> None:
         )
 
 
-def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
+def _grid_rows(name: str, data: dict, split: str, arms: Mapping[str, str]) -> list[dict]:
     """The rows of one grid: its guided settings on ``split`` (``test``: the test evaluations;
-    ``auto``: those of a grid that evaluates every cell on test, else dev)."""
+    ``auto``: those of a grid that evaluates every cell on test, else dev); a setting whose id
+    ``arms`` names is shown as ``ARM (setting)``."""
     if split == "auto":
         split = "test" if data.get("test_all") else "dev"
     settings = data.get("test", []) if split == "test" else data["settings"]
@@ -138,7 +139,9 @@ def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
                 "grid": name,
                 "data": setting["data"],
                 "model": MODEL_NAMES.get(slug, slug),
-                "arm": setting["setting"],
+                "arm": f"{arms[setting['id']]} ({setting['setting']})"
+                if setting["id"] in arms
+                else setting["setting"],
                 "split": split,
                 "metric": setting["metric"],
                 "n": paired["n"],
@@ -168,12 +171,18 @@ def holm(p_values: Sequence[float | None]) -> list[float | None]:
     return adjusted
 
 
-def collect(paths: Sequence[Path], split: str = "auto", names: Sequence[str] | None = None) -> list[Row]:
-    """Every guided setting of the grids at ``paths``, with Holm-corrected verdicts over all rows."""
+def collect(
+    paths: Sequence[Path],
+    split: str = "auto",
+    names: Sequence[str] | None = None,
+    arms: Sequence[Mapping[str, str]] | None = None,
+) -> list[Row]:
+    """Every guided setting of the grids at ``paths``, with Holm-corrected verdicts over all rows;
+    ``arms``, per grid, names the arm of a setting id (``tuned``: a tune's best setting)."""
     raw: list[dict] = []
     for index, path in enumerate(paths):
         name = names[index] if names else (path.name if path.is_dir() else path.parent.name)
-        raw += _grid_rows(name, _read(path), split)
+        raw += _grid_rows(name, _read(path), split, arms[index] if arms else {})
     adjusted = holm([r["p"] for r in raw])
     rows = []
     for row, p_holm in zip(raw, adjusted, strict=True):
