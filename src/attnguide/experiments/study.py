@@ -283,6 +283,8 @@ def tune_args(study: Study, tune: Tune) -> list[str]:
     """The ``attnguide tune`` arguments of an entry: its grid's model, data layout, metric and
     training settings, with the entry's train and selection files; raises where the files are
     missing or the grid has more than one data set, model or training setting to choose for."""
+    from ..models import default_model_path
+
     for key in ("train", "dev"):
         if not getattr(tune, key).is_file():
             raise AttnguideError(f"{tune.where}: {key}: no such data file: {getattr(tune, key)}")
@@ -294,7 +296,8 @@ def tune_args(study: Study, tune: Tune) -> list[str]:
             f"{tune.where}: grid: {grid.source} has {len(kinds)} data sets, models or training settings; "
             "a tune chooses for a grid of one of each"
         )
-    args = ["tune", "--model", cell.model, "--train", str(tune.train), "--dev", str(tune.dev)]
+    model = [] if cell.model == default_model_path() else ["--model", cell.model]  # tune's default too
+    args = ["tune", *model, "--train", str(tune.train), "--dev", str(tune.dev)]
     args += [*cell.data.data_args(), *cell.data.train_options]
     for key, value in cell.training.items():
         args += [f"--{key.replace('_', '-')}", str(value)]
