@@ -122,6 +122,9 @@ def test_a_finished_tune_joins_its_grid_and_a_changed_best_gets_cells_of_its_own
     assert (
         tmp_path / "out" / "g" / "runs" / "nli" / "default" / "e1-bs8-len32-lr5e-05" / "pdg-b0.00123"
     ).is_dir()
+    caplog.clear()
+    assert main(["study", "--config", str(study), "--only", "g"]) == 0
+    assert "best setting is now" not in caplog.text  # said once, when it changed
     assert main(["-q", "study", "--config", str(study), "--report-only"]) == 0
     assert forest_arms(tmp_path) == ["tuned (pdg-b0.002)"]
 

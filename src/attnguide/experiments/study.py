@@ -335,7 +335,9 @@ def tuned_guide(study: Study, tune: Tune) -> tuple[dict[str, Any] | None, str]:
         return None, "has not run"
     except (OSError, ValueError) as error:
         return None, f"left an unreadable {file} ({error})"
-    trials = results.get("trials") or []
+    if not isinstance(results, dict) or not isinstance(results.get("trials"), list):
+        return None, f"left a {file} that is not tune's (no trials list)"
+    trials = [t for t in results["trials"] if isinstance(t, dict)]
     ended = [t for t in trials if t.get("state") not in ("running", "waiting")]
     if len(ended) < len(trials) or len(trials) < tune.trials:
         return None, f"has {len(ended)} of its {tune.trials} trials ended"
@@ -369,12 +371,13 @@ def _with_tuned_arm(study: Study, grid: Grid, grid_file: Path, tune: Tune, guide
     cells = [*grid.cells, *(c for c in arms if c.path not in known)]
     record = study.grid_dir(grid_file) / TUNED_FILE
     tuned = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
-    earlier = [sid for sid, t in tuned.items() if t["tune"] == tune.name and sid != arm.setting_id]
-    if earlier:
+    earlier = [sid for sid, t in tuned.items() if t["tune"] == tune.name]  # the latest last
+    if earlier and earlier[-1] != arm.setting_id:
         logger.warning(
             "tune %s's best setting is now %s; the runs of %s stay in %s but leave the report",
-            tune.name, arm.setting_id, ", ".join(earlier), study.grid_dir(grid_file),
+            tune.name, arm.setting_id, earlier[-1], study.grid_dir(grid_file),
         )  # fmt: skip
+    tuned.pop(arm.setting_id, None)
     write_json(record, {**tuned, arm.setting_id: {"tune": tune.name, "guide": arm.guide}})
     logger.info("grid %s: tuned arm %s (tune %s)", grid_file.stem, arm.setting_id, tune.name)
     return replace(grid, cells=tuple(sorted(cells, key=lambda c: grid.seeds.index(c.seed))))
