@@ -127,6 +127,9 @@ def test_a_finished_tune_joins_its_grid_and_a_changed_best_gets_cells_of_its_own
     assert "best setting is now" not in caplog.text  # said once, when it changed
     assert main(["-q", "study", "--config", str(study), "--report-only"]) == 0
     assert forest_arms(tmp_path) == ["tuned (pdg-b0.002)"]
+    out = tmp_path / "out"  # forest over the study's grids by hand labels the arm alike
+    assert main(["-q", "forest", str(out / "g"), "--output-dir", str(out / "f")]) == 0
+    assert (out / "f" / "forest.csv").read_text() == (out / "forest.csv").read_text()
 
 
 @pytest.mark.parametrize(
@@ -203,3 +206,14 @@ def test_only_names_a_grid_or_a_tune(nli, selection, tmp_path, capsys) -> None:
     study = write_study(tmp_path, nli, selection, "default")
     assert main(["study", "--config", str(study), "--only", "tune-x"]) == 2
     assert "--only tune-x: not a grid or tune of" in capsys.readouterr().err
+
+
+def test_forest_refuses_a_tuned_file_that_is_not_the_studys(nli, selection, tmp_path, capsys) -> None:
+    study = write_study(tmp_path, nli, selection, "default")
+    fake_tune(tmp_path, nli, selection, PDG)
+    fake_grid_runs(tmp_path, guides="pdg", pdg_weight=0.00123)
+    assert main(["-q", "study", "--config", str(study), "--only", "g"]) == 0
+    (tmp_path / "out" / "g" / "tuned.json").write_text("[1]", encoding="utf-8")
+    assert main(["forest", str(tmp_path / "out" / "g"), "--output-dir", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "tuned.json: not a tuned.json of attnguide study" in err and len(err.strip().splitlines()) == 1

@@ -36,17 +36,13 @@ from ..guiding.config import GuideConfig
 from ..rundir import file_sha256
 from ..tasks import TASKS, get_task
 from ..tasks.readers import Columns
-from .forest import collect, write_forest
+from .forest import TUNED_FILE, collect, write_forest
 from .grid import ADAPTER_KEYS, TRAINING_KEYS, Cell, Grid, build_grid, guide_keys, swept_guide_settings
 
 logger = logging.getLogger("attnguide")
 
 STUDY_KEYS = ("output_dir", "title", "grids", "split", "tunes")
 TUNE_KEYS = ("name", "grid", "train", "dev", "trials", "seeds", "no_confirm", "space", "options")
-TUNED = "tuned"
-"""The arm name of a tune's best setting in the report: ``tuned (<setting>)``."""
-TUNED_FILE = "tuned.json"
-"""In a grid's output folder: the setting ids that tunes added to it, with the tune and its setting."""
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -386,13 +382,7 @@ def _with_tuned_arm(study: Study, grid: Grid, grid_file: Path, tune: Tune, guide
 def write_study_report(study: Study) -> None:
     """The forest table and plot over every grid of the study that has results on disk."""
     done = [study.grid_dir(g) for g in study.grids if (study.grid_dir(g) / "results.json").is_file()]
-    arms = [
-        {sid: TUNED for sid in json.loads((d / TUNED_FILE).read_text(encoding="utf-8"))}
-        if (d / TUNED_FILE).is_file()
-        else {}
-        for d in done
-    ]
-    rows = collect(done, study.split, arms=arms) if done else []
+    rows = collect(done, study.split) if done else []
     if rows:
         write_forest(rows, study.output_dir, study.title)
     else:
