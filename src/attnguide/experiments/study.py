@@ -160,12 +160,12 @@ def _read_tune(where: str, entry: dict[str, Any], grids: Sequence[str]) -> Tune:
         return value
 
     trials = whole("trials", 2, "trial 0 is the unguided baseline")
+    if trials is None:
+        raise fail("trials", "a whole number >= 2 (trial 0 is the unguided baseline)")
     seeds = whole("seeds", 2, "the runs that confirm the best setting")
     no_confirm = entry.get("no_confirm", False)
     if not isinstance(no_confirm, bool):
         raise fail("no_confirm", "true or false")
-    if trials is None:
-        raise fail("trials", "a whole number >= 2 (trial 0 is the unguided baseline)")
     if (seeds is None) != no_confirm:
         raise AttnguideError(
             f"{where}: expected either seeds: N (tune confirms its best setting over N seeds) "
@@ -236,11 +236,10 @@ def run_study(study: Study, only: Sequence[str] = (), report_only: bool = False)
         return 0
     grids = [g for g in study.grids if not only or g.stem in only]
     tunes = [t for t in study.tunes if not only or t.label in only]
-    involved = [t for t in study.tunes if t in tunes or t.grid in (g.stem for g in grids)]
-    commands = {t.name: tune_args(study, t) for t in involved}  # checked before anything runs
+    commands = {t.name: tune_args(study, t) for t in tunes}  # checked before anything runs
     unfinished = 0
     for grid_file in study.grids:
-        tune = next((t for t in involved if t.grid == grid_file.stem), None)
+        tune = next((t for t in study.tunes if t.grid == grid_file.stem), None)
         if tune in tunes:
             _run_tune(study, tune, commands[tune.name])
         guide, why = tuned_guide(study, tune) if tune else (None, "")
@@ -342,6 +341,8 @@ def tuned_guide(study: Study, tune: Tune) -> tuple[dict[str, Any] | None, str]:
     identity = results.get("identity") or {}
     for split in ("train", "dev"):
         path = getattr(tune, split)
+        if not path.is_file():
+            return None, f"cannot be checked: its {split} file {path} is missing"
         if identity.get(f"{split}_sha256") != file_sha256(path):
             return None, f"chose on another {split} file than {path} (move {study.tune_dir(tune)} away)"
     best = results.get("best_trial")
