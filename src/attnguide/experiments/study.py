@@ -153,16 +153,16 @@ def _read_tune(where: str, entry: dict[str, Any], grids: Sequence[str]) -> Tune:
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             raise fail(key, "a file name")
 
-    def whole(key: str, minimum: int, why: str) -> int | None:
+    def whole(key: str, why: str, required: bool = False) -> int | None:
         value = entry.get(key)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < minimum):
-            raise fail(key, f"a whole number >= {minimum} ({why})")
+        if (value is not None or required) and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 2
+        ):
+            raise fail(key, f"a whole number >= 2 ({why})")
         return value
 
-    trials = whole("trials", 2, "trial 0 is the unguided baseline")
-    if trials is None:
-        raise fail("trials", "a whole number >= 2 (trial 0 is the unguided baseline)")
-    seeds = whole("seeds", 2, "the runs that confirm the best setting")
+    trials = whole("trials", "trial 0 is the unguided baseline", required=True)
+    seeds = whole("seeds", "the runs that confirm the best setting")
     no_confirm = entry.get("no_confirm", False)
     if not isinstance(no_confirm, bool):
         raise fail("no_confirm", "true or false")
