@@ -100,7 +100,7 @@ def test_forest_refuses_what_is_not_a_grid_output(tmp_path, capsys) -> None:
 
 def test_only_names_a_grid_of_the_study(study, capsys) -> None:
     assert main(["study", "--config", str(study), "--only", "nope"]) == 2
-    assert "--only nope: not a grid of" in capsys.readouterr().err
+    assert "--only nope: not a grid or tune of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

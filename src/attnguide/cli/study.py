@@ -12,10 +12,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "study",
         help="run a study (several compare grids, resumably) and write its forest plot and table",
         description="Run every grid of a study file into OUTPUT/<grid name>/ (resumable: finished "
-        "cells are kept), then write forest.md/.csv/.tex/.png over all of them.",
+        "cells are kept), then write forest.md/.csv/.tex/.png over all of them. A tune the study "
+        "lists runs into OUTPUT/tune-<name>/ before its grid, and its best setting, once all its "
+        "trials have ended, joins that grid as the arm 'tuned'.",
     )
-    p.add_argument("--config", required=True, help="study YAML file (output_dir, title, grids, split)")
-    p.add_argument("--only", nargs="+", default=[], metavar="GRID", help="run only these grids (by name)")
+    p.add_argument("--config", required=True, help="study YAML file (output_dir, title, grids, split, tunes)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="run only these grids (by name) and tunes (tune-<name>); a grid's tune runs only if named",
+    )
     p.add_argument("--report-only", action="store_true", help="run nothing; remake the report from disk")
     p.set_defaults(func=run_study)
 

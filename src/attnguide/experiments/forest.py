@@ -5,7 +5,8 @@ its paired difference from the unguided baseline over seeds, the difference's 95
 paired t-test's p-value and, because a study makes many comparisons, that p-value corrected by
 Holm's method over every row of the table. The seed-noise band of a row is ± one standard deviation
 of the baseline's own values over seeds: a difference inside it is no larger than what a change of
-seed does. Written as Markdown, CSV, LaTeX and a PNG, for a paper.
+seed does. A study grid's setting that a tune chose (``tuned.json`` beside its results) is the arm
+``tuned (<setting>)``. Written as Markdown, CSV, LaTeX and a PNG, for a paper.
 """
 
 from __future__ import annotations
@@ -108,9 +109,29 @@ def _check_setting(file: Path, where: str, entry: object) -> None:
         )
 
 
-def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
+TUNED_FILE = "tuned.json"
+"""Beside a study grid's results.json: the setting ids that the study's tunes added to the grid
+(each with its tune and guide setting), shown as the arm ``tuned (<setting>)``."""
+
+
+def _tuned(path: Path) -> set[str]:
+    """The setting ids of a grid's tuned arms (``TUNED_FILE``; none without one)."""
+    file = (path if path.is_dir() else path.parent) / TUNED_FILE
+    if not file.is_file():
+        return set()
+    try:
+        tuned = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise AttnguideError(f"{file}: not a {TUNED_FILE} of attnguide study ({error})") from None
+    if not isinstance(tuned, dict):
+        raise AttnguideError(f"{file}: not a {TUNED_FILE} of attnguide study (expected a mapping)")
+    return set(tuned)
+
+
+def _grid_rows(name: str, data: dict, split: str, tuned: set[str]) -> list[dict]:
     """The rows of one grid: its guided settings on ``split`` (``test``: the test evaluations;
-    ``auto``: those of a grid that evaluates every cell on test, else dev)."""
+    ``auto``: those of a grid that evaluates every cell on test, else dev); a setting ``tuned``
+    names is shown as ``tuned (setting)``."""
     if split == "auto":
         split = "test" if data.get("test_all") else "dev"
     settings = data.get("test", []) if split == "test" else data["settings"]
@@ -138,7 +159,7 @@ def _grid_rows(name: str, data: dict, split: str) -> list[dict]:
                 "grid": name,
                 "data": setting["data"],
                 "model": MODEL_NAMES.get(slug, slug),
-                "arm": setting["setting"],
+                "arm": f"tuned ({setting['setting']})" if setting["id"] in tuned else setting["setting"],
                 "split": split,
                 "metric": setting["metric"],
                 "n": paired["n"],
@@ -173,7 +194,7 @@ def collect(paths: Sequence[Path], split: str = "auto", names: Sequence[str] | N
     raw: list[dict] = []
     for index, path in enumerate(paths):
         name = names[index] if names else (path.name if path.is_dir() else path.parent.name)
-        raw += _grid_rows(name, _read(path), split)
+        raw += _grid_rows(name, _read(path), split, _tuned(path))
     adjusted = holm([r["p"] for r in raw])
     rows = []
     for row, p_holm in zip(raw, adjusted, strict=True):
