@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from attnguide.cli import main
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_json, write_jsonl
 
 FIGURES = ("profiles.png", "similarity.png", "layers.png", "training.png")

@@ -22,7 +22,7 @@ from attnguide.analysis.diagnostics import (
     similarity_matrix,
     special_token_mask,
 )
-from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
+from attnguide.guiding.attention_losses import map_discrimination_loss, pattern_decorrelation_loss
 
 
 def uniform(heads: int, n: int) -> torch.Tensor:
@@ -144,7 +144,7 @@ def test_token_masks_come_from_the_tokenizer(minilm_path) -> None:
 
 
 def test_diagnose_agrees_with_evaluate(tiny_model_dir) -> None:
-    from attnguide.experiments.demo import make_dataset
+    from attnguide.experiments.offline_demo import make_dataset
     from attnguide.models import load_model, load_tokenizer
     from attnguide.tasks.classification.evaluation import evaluate
     from attnguide.tasks.pairs.data import PairData

@@ -17,7 +17,7 @@ from attnguide.capture.kernels import ATTENTION_NAME, query_weights, received_at
 from attnguide.capture.routes import EfficientCapture, OutputAttentionsCapture, make_capture
 from attnguide.cli import build_parser
 from attnguide.errors import AttentionCaptureError, ConfigError
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 
 INTERFACE_FAMILIES = ["albert", "bert", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta"]
 OTHER_FAMILIES = ["deberta-v2"]

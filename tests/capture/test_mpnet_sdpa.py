@@ -16,7 +16,7 @@ from attnguide import GuideConfig
 from attnguide.capture import kernels
 from attnguide.capture.kernels import portable_route, query_weights, received_attention
 from attnguide.capture.routes import OutputAttentionsCapture, make_capture
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 from attnguide.models import MPNetSdpaSelfAttention, load_model, use_mpnet_sdpa
 
 BIAS = "mpnet.encoder.relative_attention_bias.weight"

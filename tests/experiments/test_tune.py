@@ -22,7 +22,7 @@ from tiny import tiny_bert
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
 from attnguide.experiments import tune
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.tune import SearchSpace, heartbeat, report_evaluation
 from attnguide.files import write_jsonl
 

@@ -20,8 +20,8 @@ from test_tune import nli, tune_args  # noqa: F401 (nli: a fixture shared with t
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
 from attnguide.experiments import tune
-from attnguide.experiments.demo import make_dataset
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import run_dir, run_grid
 from attnguide.experiments.tune import SearchSpace, repair_journal
 from attnguide.files import write_jsonl

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from attnguide.errors import ConfigError
-from attnguide.guiding.losses import disagreement_loss, pattern_loss
+from attnguide.guiding.attention_losses import disagreement_loss, pattern_loss
+from attnguide.guiding.pattern_spread import parse_spread
 from attnguide.guiding.patterns import pattern_targets
-from attnguide.guiding.spread import parse_spread
 
 
 def test_disagreement_identical_heads_is_one_disjoint_heads_is_zero() -> None:

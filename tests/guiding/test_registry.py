@@ -14,8 +14,8 @@ from tiny import tiny_bert, train
 from attnguide import GuideConfig, GuidedTrainer
 from attnguide.cli import build_parser, main
 from attnguide.errors import ConfigError
-from attnguide.experiments.demo import make_dataset
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import run_dir, run_grid
 from attnguide.files import write_json, write_jsonl
 from attnguide.guiding.registry import (

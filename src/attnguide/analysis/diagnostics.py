@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..capture.routes import model_shape, use_eager_attention
-from ..guiding.batch import guide_losses
+from ..guiding.attention_losses import map_discrimination_loss, normalize_rows, pattern_decorrelation_loss
+from ..guiding.batch_losses import guide_losses
+from ..guiding.builtin_guides import MapInputs
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
-from ..guiding.losses import map_discrimination_loss, normalize_rows, pattern_decorrelation_loss
 from ..guiding.patterns import PatternTokens
 from ..guiding.profiles import attention_profiles
 from ..guiding.registry import GUIDES

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .spread import DEFAULT_SPREAD, parse_spread
+from .pattern_spread import DEFAULT_SPREAD, parse_spread
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def setting_owner(name: str) -> Guide | None:
 
 # --- the built-in guides (docs/METHOD.md defines each) ------------------------------------------
 
-_LOSSES = "attnguide.guiding.guides"
+_LOSSES = "attnguide.guiding.builtin_guides"
 _PAPER = (
     "Wang et al., Paying More Attention to Self-attention: Improving Pre-trained Language Models "
     "via Attention Guiding, 2022"

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..analysis.report import AnalysisData
+    from ..analysis.attention_report import AnalysisData
     from ..training.options import TrainOptions
     from ..training.pipeline import TaskRun
 

@@ -22,9 +22,9 @@ from torch import nn
 
 from ..capture.routes import make_capture
 from ..errors import AttnguideError, ConfigError
-from ..guiding.batch import guide_losses
+from ..guiding.batch_losses import guide_losses
+from ..guiding.builtin_guides import MapInputs
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
 from ..guiding.patterns import PatternTokens
 from ..models import underlying_transformer
 

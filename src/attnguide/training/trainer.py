@@ -10,9 +10,9 @@ from transformers import Trainer, TrainerCallback
 
 from ..capture.routes import make_capture
 from ..errors import AttentionCaptureError, AttnguideError
-from ..guiding.batch import guide_losses, weighted_sum
+from ..guiding.batch_losses import guide_losses, weighted_sum
+from ..guiding.builtin_guides import MapInputs
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
 from ..guiding.patterns import PatternTokens
 from .options import NONFINITE_POLICIES
 

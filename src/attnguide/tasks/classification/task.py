@@ -17,7 +17,7 @@ from .metrics import CLASSIFICATION_METRICS
 from .options import ClassificationOptions
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from ...training.pipeline import TaskRun
 
 
@@ -59,7 +59,7 @@ class ClassificationTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..pairs.data import read_pairs
         from ..pairs.encoding import encode_pairs
 

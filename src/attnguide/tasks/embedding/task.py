@@ -18,7 +18,7 @@ from ..regression.task import LABEL_RANGE
 from .options import EMBEDDING_LOSSES, EmbeddingOptions
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from ...training.pipeline import TaskRun
 
 
@@ -91,7 +91,7 @@ class EmbeddingTask:
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from datasets import Dataset
 
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..regression.data import read_scored
 
         full = read_scored(args.data, args.format, Columns.from_args(args))

@@ -18,7 +18,7 @@ from .metrics import MEASURES
 from .options import ENCODERS, RANKING_LOSSES, RankingOptions, check_run_tag
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from ...training.pipeline import TaskRun
 
 logger = logging.getLogger("attnguide")
@@ -170,7 +170,7 @@ class RankingTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from .data import read_ranking
         from .encoding import encode_candidates
 

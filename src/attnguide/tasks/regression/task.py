@@ -18,7 +18,7 @@ from .metrics import REGRESSION_METRICS
 from .options import LOSSES, RegressionOptions, check_label_range, outputs_logits
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from ...training.pipeline import TaskRun
 
 
@@ -120,7 +120,7 @@ class RegressionTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..pairs.encoding import encode_pairs
         from .data import read_scored
 

@@ -20,7 +20,7 @@ from .metrics import ENTITY_METRICS
 from .options import TokenClassificationOptions
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from ...training.pipeline import TaskRun
 
 
@@ -86,7 +86,7 @@ class TokenClassificationTask:
     def analysis_data(self, args: argparse.Namespace, limit: int) -> AnalysisData:
         from datasets import Dataset
 
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
 
         full = self._read(args)
         data = full.first(limit)

@@ -27,8 +27,14 @@ from ..files import write_json, write_text
 from ..guiding.profiles import attention_profiles
 from ..models import check_max_length, default_model_path, load_model, load_tokenizer
 from ..rundir import check_finished_model, check_output_dir, fresh_partial, publish
+from .attention_plots import (
+    ExampleProfiles,
+    layer_bars,
+    profile_heatmaps,
+    similarity_matrices,
+    training_curves,
+)
 from .diagnostics import DESCRIPTIONS, Diagnostics, diagnose, special_token_mask
-from .plots import ExampleProfiles, layer_bars, profile_heatmaps, similarity_matrices, training_curves
 
 logger = logging.getLogger("attnguide")
 

@@ -11,8 +11,8 @@ from collections.abc import Iterable
 
 import torch
 
+from .builtin_guides import MapInputs
 from .config import GuideConfig
-from .guides import MapInputs
 from .registry import GUIDES
 
 

@@ -1,7 +1,7 @@
 """The built-in guides' losses in the registry's calling convention (``registry.Guide``).
 
 Profile guides take ``(profiles, mask, config)``, map guides ``(MapInputs, mask, config)``; the
-mathematics is in ``losses`` and ``patterns``, defined in ``docs/METHOD.md``.
+mathematics is in ``attention_losses`` and ``patterns``, defined in ``docs/METHOD.md``.
 """
 
 from __future__ import annotations
@@ -11,9 +11,14 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import disagreement_loss, map_discrimination_loss, pattern_decorrelation_loss, pattern_loss
+from .attention_losses import (
+    disagreement_loss,
+    map_discrimination_loss,
+    pattern_decorrelation_loss,
+    pattern_loss,
+)
+from .pattern_spread import parse_spread
 from .patterns import PatternTokens, pattern_targets
-from .spread import parse_spread
 
 
 @dataclass
