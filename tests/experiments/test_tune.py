@@ -74,6 +74,23 @@ def test_bad_search_spaces_are_one_line(tmp_path, nli, capsys, text, message) ->
     assert message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
+def test_the_default_space_searches_every_registered_guide_the_capture_serves(nli, tmp_path, capsys) -> None:
+    assert SearchSpace.from_file(None).params["guides"] == [
+        "mdg",
+        "pdg",
+        "pattern",
+        "disagreement",
+        "mdg+pdg",
+    ]
+    assert SearchSpace.from_file(None, "efficient").params["guides"] == ["mdg", "pdg", "mdg+pdg"]
+    (tmp_path / "space.yaml").write_text("guides: [mdg, mdg+disagreement]\n")
+    argv = ["--capture", "efficient", "--trials", "2", "--space", str(tmp_path / "space.yaml")]
+    assert main(tune_args("unused", nli, tmp_path / "out", *argv)) == 2
+    err = capsys.readouterr().err
+    assert "guides: 'mdg+disagreement' needs full attention maps, which --capture efficient" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
 def test_layer_choices_fit_the_model(tiny_model_dir, nli, tmp_path, capsys) -> None:
     assert SearchSpace.from_file(None).fitted_to(2).params["layers"] == ["all"]
     assert SearchSpace.from_file(None).fitted_to(6).params["layers"] == ["all", "last:2", "last:4"]

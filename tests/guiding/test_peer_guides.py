@@ -117,8 +117,9 @@ def test_peer_guides_train_a_tiny_model_through_the_trainer(tmp_path, tiny_model
         model=model, args=args, train_dataset=data, processing_class=tokenizer, guide_config=guide
     )
     assert trainer.capture.route == "output-attentions"
-    assert trainer.pattern_tokens.delimiters == [tokenizer.sep_token_id]
-    assert trainer.pattern_tokens.periods == [tokenizer.convert_tokens_to_ids(".")]
+    assert list(trainer.guided.tokens) == ["pattern"]  # what its row's from_tokenizer made, disagreement none
+    assert trainer.guided.tokens["pattern"].delimiters == [tokenizer.sep_token_id]
+    assert trainer.guided.tokens["pattern"].periods == [tokenizer.convert_tokens_to_ids(".")]
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert all(0 < e["pattern_loss"] < 1 and 0 < e["disagreement_loss"] <= 1 for e in logged)

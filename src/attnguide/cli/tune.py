@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
     from ..models import default_model_path, model_layers
 
-    space = SearchSpace.from_file(args.space)
+    space = SearchSpace.from_file(args.space, args.capture)
     output_dir = Path(args.output_dir)
 
     def trial_options(guide: dict[str, Any], seed: int, folder: Path) -> Any:

@@ -1,7 +1,8 @@
 """``attnguide tune``: an Optuna study over the guiding settings, confirmed over fresh seeds.
 
-The study searches which guides to add, their weights (log scales), MDG's temperature, the guided
-layers and the weights' warm-up (``SearchSpace``; a YAML file narrows or widens it). Trial 0 is
+The study searches which guides to add (every registered guide by default), their weights (log
+scales), MDG's temperature, the guided layers and the weights' warm-up (``SearchSpace``; a YAML
+file narrows or widens it). Trial 0 is
 always the unguided baseline. Each trial is one training run on the same training settings and
 seed; after each evaluation on dev it reports the task's metric, and a pruner (median or
 successive halving) stops trials that cannot catch up. The study lives in an Optuna storage: by
@@ -51,7 +52,7 @@ import yaml
 from ..errors import AttnguideError, DataError
 from ..files import write_json, write_text
 from ..guiding.config import SCOPES, parse_guides, parse_layers
-from ..guiding.registry import guide_settings, setting_owner
+from ..guiding.registry import GUIDES, guide_settings, setting_owner
 from ..rundir import is_complete_run
 from .stats import METHODS, paired_difference, summarize
 
@@ -63,17 +64,32 @@ GRACE_SECONDS = 600
 """A running trial without a heartbeat for this long is taken for one whose worker died."""
 
 GENERAL = ("guides", "layers", "scope", "guide_warmup_steps")
-DEFAULT_SPACE: dict[str, Any] = {
-    "guides": ["mdg", "pdg", "mdg+pdg"],
+FIXED_RANGES: dict[str, Any] = {
     "mdg_weight": {"low": 1e-4, "high": 1e-1, "log": True},
     "pdg_weight": {"low": 1e-5, "high": 3e-3, "log": True},
     "temperature": {"low": 0.5, "high": 8.0, "log": True},
-    "layers": ["all", "last:2", "last:4"],
-    "guide_warmup_steps": [0, 100],
 }
-"""The default search space. PDG's range stops at three times its default weight, where the SICK
-grids of docs/RESULTS.md already lose points; another registered guide's weight, where the guides
-name it, ranges from a hundredth to ten times its default."""
+"""The ranges of the default space set by hand. PDG's stops at three times its default weight, where
+the SICK grids of docs/RESULTS.md already lose points; another registered guide's weight, where the
+guides name it, ranges from a hundredth to ten times its default."""
+
+
+def default_space(capture: str = "auto") -> dict[str, Any]:
+    """The default search space: each registered guide alone and MDG with PDG (those that need full
+    attention maps left out where ``capture`` is ``efficient``, which keeps none), ``FIXED_RANGES``,
+    every layer choice a model may have, and the warm-up."""
+    guides = [name for name in [*GUIDES, "mdg+pdg"] if capture != "efficient" or not _needs_maps(name)]
+    return {
+        "guides": guides,
+        **FIXED_RANGES,
+        "layers": ["all", "last:2", "last:4"],
+        "guide_warmup_steps": [0, 100],
+    }
+
+
+def _needs_maps(guides: str) -> bool:
+    """Whether a choice of guides (``mdg+pattern``) names one that needs full attention maps."""
+    return any(GUIDES[name].needs_maps for name in parse_guides(guides))
 
 
 @dataclass(frozen=True)
@@ -89,14 +105,16 @@ class Range:
 class SearchSpace:
     """Categorical parameters (a list of choices), float ranges, and fixed values, by name."""
 
-    params: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    params: dict[str, Any] = field(default_factory=default_space)
     source: str = "the default space"
     given: frozenset[str] = frozenset()  # the parameters the space file set
 
     @classmethod
-    def from_file(cls, path: str | Path | None) -> SearchSpace:
-        """The default space with the keys of a YAML file replacing the defaults of the same name."""
-        space: dict[str, Any] = dict(DEFAULT_SPACE)
+    def from_file(cls, path: str | Path | None, capture: str = "auto") -> SearchSpace:
+        """The default space (``default_space(capture)``) with the keys of a YAML file replacing the
+        defaults of the same name; with ``capture`` efficient, a guide choice that needs full attention
+        maps is refused."""
+        space: dict[str, Any] = default_space(capture)
         if path is not None:
             try:
                 loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
@@ -108,7 +126,14 @@ class SearchSpace:
                 raise DataError(path, "expected a mapping of parameters such as guides, mdg_weight, layers")
             space.update(loaded)
         source = str(path) if path else "the default space"
-        return cls(_checked(space, source), source, frozenset(loaded) if path else frozenset())
+        checked = _checked(space, source)
+        maps = next((choice for choice in checked["guides"] if _needs_maps(str(choice))), None)
+        if capture == "efficient" and maps is not None:
+            raise AttnguideError(
+                f"{source}: guides: {maps!r} needs full attention maps, which --capture efficient does not "
+                "keep: use --capture auto or output-attentions, or search other guides"
+            )
+        return cls(checked, source, frozenset(loaded) if path else frozenset())
 
     def fitted_to(self, num_layers: int) -> SearchSpace:
         """The space for a model with ``num_layers`` layers: layer choices it does not have are

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -18,17 +19,18 @@ from .attention_losses import (
     pattern_loss,
 )
 from .pattern_spread import parse_spread
-from .patterns import PatternTokens, pattern_targets
+from .patterns import pattern_targets
 
 
 @dataclass
 class MapInputs:
-    """What map guides need: the guided layers' maps [batch, heads, query, key], and for pattern
-    guidance the batch's token ids and which tokens are delimiters and periods."""
+    """What map guides need: the guided layers' maps [batch, heads, query, key], the batch's token
+    ids, and what the guide's row makes of the tokenizer (``Guide.from_tokenizer``; for pattern
+    guidance which tokens are delimiters and periods)."""
 
     maps: Sequence[torch.Tensor]
     input_ids: torch.Tensor | None = None
-    tokens: PatternTokens | None = None
+    tokens: Any = None
 
 
 def mdg(profiles: torch.Tensor, mask: torch.Tensor, config) -> torch.Tensor:

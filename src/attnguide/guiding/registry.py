@@ -14,6 +14,7 @@ first needs them, so that ``attnguide --help`` can list the guides at once.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -75,6 +76,11 @@ class Guide:
     (``needs_maps``) takes ``(MapInputs, mask, config)`` with the guided layers' full maps, which
     only the output-attentions capture gives. Both return a scalar tensor, lower meaning better
     guided. ``weight`` is the setting that scales the loss; ``settings`` the others it reads.
+    ``from_tokenizer`` (a function or its ``"module:function"`` name), where a map guide's loss needs
+    more than the batch's token ids, makes that from the model's tokenizer once per run; the loss
+    gets it as ``MapInputs.tokens`` (pattern guidance: the delimiter and period tokens).
+    ``description`` says what the loss's value means in ``attnguide analyze``'s report (default:
+    the title).
     """
 
     name: str
@@ -84,6 +90,8 @@ class Guide:
     needs_maps: bool = False
     settings: tuple[GuideSetting, ...] = ()
     reference: str = ""
+    from_tokenizer: Callable | str | None = None
+    description: str = ""
     _resolved: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
@@ -93,12 +101,25 @@ class Guide:
     def compute(self, inputs: Any, mask: Any, config: Any) -> Any:
         """The loss of a batch (see the class docstring for the arguments)."""
         if not self._resolved:
-            loss = self.loss
-            if isinstance(loss, str):
-                module, _, name = loss.partition(":")
-                loss = getattr(importlib.import_module(module), name)
-            self._resolved.append(loss)
+            self._resolved.append(_resolve(self.loss))
         return self._resolved[0](inputs, mask, config)
+
+    def tokens(self, tokenizer: Any) -> Any:
+        """What the loss needs of ``tokenizer`` (``from_tokenizer``; None for a guide that needs nothing)."""
+        return None if self.from_tokenizer is None else _resolve(self.from_tokenizer)(tokenizer)
+
+    @property
+    def summary(self) -> str:
+        """What the loss's value means, for reports: ``description``, else the title."""
+        return self.description or self.title
+
+
+def _resolve(function: Callable | str) -> Callable:
+    """A function, or the one a ``"module:name"`` text names (``name`` may be dotted: ``Class.method``)."""
+    if not isinstance(function, str):
+        return function
+    module, _, name = function.partition(":")
+    return functools.reduce(getattr, name.split("."), importlib.import_module(module))
 
 
 def weight_setting(name: str, default: float, short: str, what: str) -> GuideSetting:
@@ -166,6 +187,7 @@ register_guide(
             ),
         ),
         reference=_PAPER,
+        description="MDG loss, τ = 2 (log of the number of heads when all are alike, lower as they differ)",
     )
 )
 register_guide(
@@ -175,6 +197,7 @@ register_guide(
         f"{_LOSSES}:pdg",
         weight_setting("pdg", 1e-3, "b", "the PDG loss (β)"),
         reference=_PAPER,
+        description="PDG loss (lower: heads cover different positions)",
     )
 )
 register_guide(
@@ -194,6 +217,9 @@ register_guide(
             ),
         ),
         reference="Deshpande and Narasimhan, Findings of EMNLP 2020",
+        from_tokenizer="attnguide.guiding.patterns:PatternTokens.from_tokenizer",
+        description="pattern guidance loss, the default spread (mean squared distance of the assigned "
+        "heads' maps from their patterns; 0 when they follow them)",
     )
 )
 register_guide(
@@ -204,5 +230,7 @@ register_guide(
         weight_setting("disagreement", 1.0, "d", "disagreement regularisation"),
         needs_maps=True,
         reference="Li et al., EMNLP 2018",
+        description="disagreement loss (mean cosine similarity of a layer's heads' maps: 1 when all "
+        "attend alike, 0 when no two attend to the same positions)",
     )
 )
