@@ -2,7 +2,7 @@
 
 Two routes, chosen by ``make_capture`` from ``GuideConfig.capture``:
 
-- ``efficient``: the model runs the attention function of ``kernels`` (PyTorch SDPA for
+- ``efficient``: the model runs the attention function of ``attention_function`` (PyTorch SDPA for
   the output) and the guided layers' profiles are computed beside it from the same queries and
   keys, chunk by chunk, without any n × n map kept for the backward pass (on the CPU with dropout,
   where SDPA runs its math kernel and keeps the map anyway, from that map). It needs a model whose
@@ -32,7 +32,7 @@ from ..guiding.config import GuideConfig
 from ..guiding.profiles import attention_profiles
 from ..guiding.registry import GUIDES
 from ..models import MPNetSdpaSelfAttention, use_mpnet_sdpa
-from .kernels import ATTENTION_NAME, RECORDER_KWARG, ProfileRecorder
+from .attention_function import ATTENTION_NAME, RECORDER_KWARG, ProfileRecorder
 
 logger = logging.getLogger("attnguide")
 
