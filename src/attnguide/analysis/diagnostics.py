@@ -44,7 +44,7 @@ _SUBWORD_MARKERS = ("##", "Ġ", "▁")
 def descriptions() -> dict[str, str]:
     """What each diagnostic measures, in the order reports show them: head_similarity, every
     registered guide's loss (``<guide>_loss``, described by its row), then ``MEASURES``."""
-    guides = {f"{name}_loss": guide.summary for name, guide in GUIDES.items()}
+    guides = {f"{name}_loss": guide.description or guide.title for name, guide in GUIDES.items()}
     return {"head_similarity": HEAD_SIMILARITY, **guides, **MEASURES}
 
 

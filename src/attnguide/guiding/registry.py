@@ -1,10 +1,11 @@
 """The one registry of guides: everything attnguide knows about a guide is its ``Guide`` row.
 
 A row names the guide (the value of ``--guide`` and of a grid's ``guides``), its loss, whether the
-loss needs full attention maps or only the heads' profiles, and its settings: the weight (default,
-``--NAME-weight`` flag, grid key ``NAME_weight``, column of ``compare``'s report) and any parameter
-its loss reads (MDG's temperature, pattern guidance's spread). ``GuideConfig``, the command line,
-the grid of ``compare`` and its report are generated from these rows, so a guide registered with
+loss needs full attention maps or only the heads' profiles, what it needs of the tokenizer, and its
+settings: the weight (default, ``--NAME-weight`` flag, grid key ``NAME_weight``, column of
+``compare``'s report) and any parameter its loss reads (MDG's temperature, pattern guidance's
+spread). ``GuideConfig``, the command line, the grid of ``compare`` and its report, ``analyze``'s
+rows and ``tune``'s default space are generated from these rows, so a guide registered with
 ``register_guide`` before any of them is used is picked up everywhere with no other edit
 (``docs/ARCHITECTURE.md``, "Adding a guide").
 
@@ -107,11 +108,6 @@ class Guide:
     def tokens(self, tokenizer: Any) -> Any:
         """What the loss needs of ``tokenizer`` (``from_tokenizer``; None for a guide that needs nothing)."""
         return None if self.from_tokenizer is None else _resolve(self.from_tokenizer)(tokenizer)
-
-    @property
-    def summary(self) -> str:
-        """What the loss's value means, for reports: ``description``, else the title."""
-        return self.description or self.title
 
 
 def _resolve(function: Callable | str) -> Callable:
