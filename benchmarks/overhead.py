@@ -63,9 +63,9 @@ from torch.utils._pytree import tree_leaves
 from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
 from attnguide import GuideConfig
-from attnguide.capture.kernels import portable_route
 from attnguide.capture.routes import make_capture
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.capture.sdpa_profiles import portable_route
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 from attnguide.model_store import resolve_model_name
 from attnguide.models import default_model_path, use_mpnet_sdpa
 from attnguide.training.adapters import add_lora

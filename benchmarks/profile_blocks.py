@@ -22,13 +22,9 @@ from collections.abc import Callable
 
 import torch
 
-from attnguide.capture.kernels import (
-    default_chunk_elements,
-    portable_route,
-    query_weights,
-    received_attention,
-    sdpa_with_profile,
-)
+from attnguide.capture.received_profiles import query_weights, received_attention
+from attnguide.capture.score_blocks import default_chunk_elements
+from attnguide.capture.sdpa_profiles import portable_route, sdpa_with_profile
 
 KINDS = {
     "products": ("aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"),

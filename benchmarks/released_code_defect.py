@@ -20,7 +20,7 @@ import torch
 
 from attnguide.capture.routes import use_eager_attention
 from attnguide.files import write_json
-from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
+from attnguide.guiding.attention_losses import map_discrimination_loss, pattern_decorrelation_loss
 from attnguide.guiding.profiles import attention_profiles
 from attnguide.models import load_model, load_tokenizer
 from attnguide.tasks.pairs.data import read_pairs

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from attnguide.cli import main
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_json, write_jsonl
+from attnguide.guiding.registry import GUIDES
 
 FIGURES = ("profiles.png", "similarity.png", "layers.png", "training.png")
 
@@ -64,6 +65,7 @@ def test_analyze_writes_json_report_and_figures(tiny_model_dir, run_dir, data_fi
     report = (out / "report.md").read_text()
     assert all(f"]({name})" in report for name in FIGURES)
     assert "| head_similarity |" in report and "| layer | before | after |" in report
+    assert all(f"| {name}_loss |" in report and f"### {name}_loss" in report for name in GUIDES)
 
     diagnostics = json.loads((out / "diagnostics.json").read_text())
     assert diagnostics["data"]["examples"] == 10 and diagnostics["data"]["available"] == 12

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from attnguide.analysis.report import AnalyzeOptions
+from attnguide.analysis.attention_report import AnalyzeOptions
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_json, write_jsonl
 
 
@@ -159,7 +159,7 @@ def test_a_missing_model_fails_before_any_is_analysed(inputs, tmp_path, capsys, 
     def diagnose(*args, **kwargs):
         raise AssertionError("a model was analysed before every model was found")
 
-    monkeypatch.setattr("attnguide.analysis.report.diagnose", diagnose)
+    monkeypatch.setattr("attnguide.analysis.attention_report.diagnose", diagnose)
     assert analyze(inputs, tmp_path / "out", "--compare", _copy(inputs), "nosuch/model") == 2
     assert "nosuch/model" in one_line(capsys)
 
@@ -171,7 +171,7 @@ def test_a_bertviz_view_inside_the_output_directory_survives_publishing(
     fake = types.ModuleType("bertviz")
     fake.head_view = lambda attentions, tokens, **kwargs: types.SimpleNamespace(data=" ".join(tokens))
     monkeypatch.setitem(sys.modules, "bertviz", fake)
-    monkeypatch.setattr("attnguide.analysis.report._check_bertviz", lambda: None)
+    monkeypatch.setattr("attnguide.analysis.attention_report._check_bertviz", lambda: None)
     out = tmp_path / "out"
     assert analyze(inputs, out, "--bertviz", str(out / "views" / "head.html")) == 0
     assert (out / "views" / "head.html").read_text().startswith("[CLS]") and (out / "report.md").is_file()

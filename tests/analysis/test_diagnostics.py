@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from attnguide.analysis.diagnostics import (
-    DESCRIPTIONS,
     _batch_sums,
     attention_share,
+    descriptions,
     diagnose,
     head_shares,
     head_similarity,
@@ -22,7 +22,13 @@ from attnguide.analysis.diagnostics import (
     similarity_matrix,
     special_token_mask,
 )
-from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
+from attnguide.guiding.attention_losses import (
+    disagreement_loss,
+    map_discrimination_loss,
+    pattern_decorrelation_loss,
+)
+from attnguide.guiding.builtin_guides import MapInputs
+from attnguide.guiding.registry import GUIDES
 
 
 def uniform(heads: int, n: int) -> torch.Tensor:
@@ -111,6 +117,21 @@ def test_batch_sums_per_layer_and_per_model() -> None:
     assert torch.allclose(sums["head:effective_positions"], torch.ones(4))
     # head 0 matches head 1 and neither of the others: mean similarity to the other three is 1/3
     assert torch.allclose(sums["head:head_similarity"], torch.tensor([1 / 3, 1 / 3, 0.0, 0.0]))
+    assert "layer:pattern_loss" not in sums  # no maps given: the map guides are left out
+
+
+def test_batch_sums_measure_the_map_guides_per_layer_and_jointly() -> None:
+    generator = torch.Generator().manual_seed(2)
+    maps = [torch.rand(2, 2, 5, 5, generator=generator).softmax(-1) for _ in range(2)]
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]])
+    profiles = torch.cat([m.mean(2) for m in maps], dim=1) * mask[:, None, :]
+    ids = torch.tensor([[101, 7, 1012, 102, 9], [101, 8, 102, 0, 0]])
+    tokens = {"pattern": type("Tokens", (), {"delimiters": [102], "periods": [1012]})()}
+    sums = _batch_sums(profiles, mask, mask.bool(), mask.bool(), 2, maps=MapInputs(maps, ids), tokens=tokens)
+    per_layer = torch.stack([disagreement_loss(m, mask) for m in maps]) * 2
+    assert torch.allclose(sums["layer:disagreement_loss"], per_layer)
+    assert torch.allclose(sums["model:disagreement_loss"], per_layer.mean())
+    assert sums["layer:pattern_loss"].shape == (2,) and sums["model:pattern_loss"] > 0
 
 
 @pytest.mark.parametrize(
@@ -144,7 +165,7 @@ def test_token_masks_come_from_the_tokenizer(minilm_path) -> None:
 
 
 def test_diagnose_agrees_with_evaluate(tiny_model_dir) -> None:
-    from attnguide.experiments.demo import make_dataset
+    from attnguide.experiments.offline_demo import make_dataset
     from attnguide.models import load_model, load_tokenizer
     from attnguide.tasks.classification.run import evaluate
     from attnguide.tasks.pairs.data import PairData
@@ -165,8 +186,10 @@ def test_diagnose_agrees_with_evaluate(tiny_model_dir) -> None:
     got = diagnose(model, tokenizer, dataset, batch_size=4)
     want = evaluate(model, tokenizer, dataset, batch_size=3).metrics
     assert (got.layers, got.heads, got.examples) == (2, 4, 10)
-    assert list(got.summary) == list(DESCRIPTIONS)
-    for name in ("head_similarity", "special_token_share", "mdg_loss", "pdg_loss"):
+    assert list(got.summary) == list(descriptions())
+    assert [name for name in got.summary if name.endswith("_loss")] == [f"{g}_loss" for g in GUIDES]
+    assert got.summary["pattern_loss"] > 0 and len(got.per_layer["pattern_loss"]) == 2
+    for name in ("head_similarity", "special_token_share", "mdg_loss", "pdg_loss", "disagreement_loss"):
         assert got.summary[name] == pytest.approx(want[name], rel=1e-5), name
     assert all(len(v) == 8 for v in got.per_head.values())
     assert all(len(v) == 2 for v in got.per_layer.values())

@@ -11,7 +11,7 @@ from transformers import AutoModelForSequenceClassification
 from attnguide import GuideConfig
 from attnguide.capture.routes import OutputAttentionsCapture
 from attnguide.errors import AttentionCaptureError
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 
 
 @pytest.mark.parametrize("family", sorted(CONFIGS))

@@ -12,12 +12,14 @@ from tiny import CONFIGS, batch, tiny_bert, train
 from transformers import AutoModelForSequenceClassification
 
 from attnguide import GuideConfig, GuidedTrainer
-from attnguide.capture import kernels as efficient_attention
-from attnguide.capture.kernels import ATTENTION_NAME, query_weights, received_attention, sdpa_with_profile
+from attnguide.capture import attention_function, received_profiles, score_blocks, sdpa_profiles
+from attnguide.capture.attention_function import ATTENTION_NAME
+from attnguide.capture.received_profiles import query_weights, received_attention
 from attnguide.capture.routes import EfficientCapture, OutputAttentionsCapture, make_capture
+from attnguide.capture.sdpa_profiles import sdpa_with_profile
 from attnguide.cli import build_parser
 from attnguide.errors import AttentionCaptureError, ConfigError
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 
 INTERFACE_FAMILIES = ["albert", "bert", "distilbert", "electra", "mpnet", "roberta", "xlm-roberta"]
 OTHER_FAMILIES = ["deberta-v2"]
@@ -76,8 +78,13 @@ def counted(function, calls: list):
 
 def test_last_k_layers_cost_only_those_layers(monkeypatch) -> None:
     calls: list[str] = []
-    for name in ("_profile_by_blocks", "_normalized_maps", "math_attention_with_profile"):
-        monkeypatch.setattr(efficient_attention, name, counted(getattr(efficient_attention, name), calls))
+    for module, name in (
+        (received_profiles, "profile_by_blocks"),  # each place that looks the function up
+        (sdpa_profiles, "profile_by_blocks"),
+        (sdpa_profiles, "_normalized_maps"),
+        (attention_function, "math_attention_with_profile"),
+    ):
+        monkeypatch.setattr(module, name, counted(getattr(module, name), calls))
     guide = GuideConfig(layers="last:1", scope="per-layer")
     model = tiny("bert", num_hidden_layers=3)
     model.train()
@@ -122,7 +129,7 @@ SPANS = [
 def test_blocks_cover_every_score_once_within_the_budget(elements: int, spans) -> None:
     batch, heads, queries, keys = 4, 5, 7, 5
     seen = torch.zeros(batch, heads, queries, keys, dtype=torch.long)
-    for block in efficient_attention._blocks(batch, heads, queries, keys, elements, spans):
+    for block in score_blocks._blocks(batch, heads, queries, keys, elements, spans):
         assert seen[block].numel() <= max(elements, keys)  # never less than one query
         seen[block] += 1
     expected = torch.zeros_like(seen)
@@ -134,10 +141,10 @@ def test_blocks_cover_every_score_once_within_the_budget(elements: int, spans) -
 def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside() -> None:
     valid = torch.tensor([[1, 1, 1, 0, 0], [0, 0, 1, 1, 1], [1, 0, 1, 1, 0], [0, 0, 0, 0, 0]])
     heads = torch.zeros(4, 2, 5, 3)
-    padding_bias = efficient_attention._score_bias(valid.bool()[:, None, None, :], torch.float32)
+    padding_bias = score_blocks.score_bias(valid.bool()[:, None, None, :], torch.float32)
 
     def covered(rows: slice, bias, weights) -> tuple[torch.Tensor, bool]:
-        blocks, masked = efficient_attention._visible_blocks(heads[rows], heads[rows], bias, weights, 10)
+        blocks, masked = score_blocks.visible_blocks(heads[rows], heads[rows], bias, weights, 10)
         seen = torch.zeros(2, 2, 5, 5, dtype=torch.long)
         for block in blocks:
             seen[block] += 1
@@ -160,8 +167,8 @@ def test_blocks_skip_padding_and_keep_the_mask_only_where_it_hides_keys_inside()
     seen, masked = covered(slice(0, 2), None, query_weights(torch.ones(2, 5)))
     assert not masked and torch.equal(seen, spans((slice(0, 5),) * 2, (slice(0, 5),) * 2))
     gpu = heads[:2].to("meta")  # no host read-back there: every score, and the mask
-    blocks, masked = efficient_attention._visible_blocks(gpu, gpu, padding_bias[:2], right_left, 10)
-    assert masked and blocks == list(efficient_attention._blocks(2, 2, 5, 5, 10))
+    blocks, masked = score_blocks.visible_blocks(gpu, gpu, padding_bias[:2], right_left, 10)
+    assert masked and blocks == list(score_blocks._blocks(2, 2, 5, 5, 10))
 
 
 def padding(*rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -233,14 +240,14 @@ def test_received_attention_gradcheck() -> None:
 def dropout_free_route(request) -> Iterator[str]:
     """Each route of attention without dropout: the CPU flash operators', and the portable one that
     accelerators take (forced on the CPU by ``portable_route``)."""
-    assert efficient_attention._CPU_FLASH is not None, "this torch lacks the CPU flash operators"
-    with efficient_attention.portable_route(request.param == "portable"):
+    assert sdpa_profiles.cpu_flash_available(), "this torch lacks the CPU flash operators"
+    with sdpa_profiles.portable_route(request.param == "portable"):
         yield request.param
 
 
 def test_portable_route_switches_the_cpu_route_and_restores_it(monkeypatch) -> None:
     calls: list[str] = []
-    for route in (efficient_attention.SdpaWithProfile, efficient_attention.CpuFlashWithProfile):
+    for route in (sdpa_profiles.SdpaWithProfile, sdpa_profiles.CpuFlashWithProfile):
 
         def recorded(*args, route=route, apply=route.apply):
             calls.append(route.__name__)
@@ -250,9 +257,9 @@ def test_portable_route_switches_the_cpu_route_and_restores_it(monkeypatch) -> N
     heads = torch.randn(1, 2, 4, 8)
     weights = query_weights(torch.ones(1, 4))
     sdpa_with_profile(heads, heads, heads, None, weights)
-    with efficient_attention.portable_route():
+    with sdpa_profiles.portable_route():
         sdpa_with_profile(heads, heads, heads, None, weights)
-    with efficient_attention.portable_route(enabled=False):
+    with sdpa_profiles.portable_route(enabled=False):
         sdpa_with_profile(heads, heads, heads, None, weights)
     sdpa_with_profile(heads, heads, heads, None, weights)
     cpu, portable = "CpuFlashWithProfile", "SdpaWithProfile"
@@ -263,7 +270,7 @@ def test_portable_route_switches_the_cpu_route_and_restores_it(monkeypatch) -> N
 def test_sdpa_with_profile_gradcheck(padded: bool, columns: int, dropout_free_route, monkeypatch) -> None:
     """Output and profile together: the widened-head backward gives both gradients exactly, also
     with the heads widened by several columns as on an accelerator."""
-    monkeypatch.setattr(efficient_attention, "_gradient_columns", lambda head_size, device: columns)
+    monkeypatch.setattr(sdpa_profiles, "_gradient_columns", lambda head_size, device: columns)
     g = torch.Generator().manual_seed(0)
     query, key, value = (
         torch.randn(2, 2, 5, 3, dtype=torch.float64, generator=g, requires_grad=True) for _ in range(3)
@@ -326,7 +333,7 @@ def test_cpu_dropout_path_matches_dropout_of_the_same_map() -> None:
     weights = query_weights(valid)
     direction = torch.randn(2, 3, 6, generator=g)
     torch.manual_seed(1)
-    output, profile = efficient_attention.math_attention_with_profile(
+    output, profile = sdpa_profiles.math_attention_with_profile(
         query, key, value, mask, weights, 0.5, dropout=0.3
     )
     torch.manual_seed(1)
@@ -382,14 +389,14 @@ def test_profiles_need_a_recorded_forward() -> None:
 def test_recorder_maps_recomputed_calls_to_the_layers_their_modules_served() -> None:
     heads = torch.zeros(1, 2, 3, 4)
     first, second = torch.nn.Module(), torch.nn.Module()
-    recorder = efficient_attention.ProfileRecorder(layers=[1], num_layers=2)
+    recorder = attention_function.ProfileRecorder(layers=[1], num_layers=2)
     assert [recorder.next_layer_is_guided(m, heads, heads, {}) for m in (first, second)] == [False, True]
     recorder.record(heads)
     # activation checkpointing reruns the layers in the backward pass, last first
     assert [recorder.next_layer_is_guided(m, heads, heads, {}) for m in (second, first)] == [True, False]
     recorder.record(heads)
     assert len(recorder.profiles) == 1 and recorder.calls == 4
-    shared = efficient_attention.ProfileRecorder(layers=[1], num_layers=2)  # one module for both layers
+    shared = attention_function.ProfileRecorder(layers=[1], num_layers=2)  # one module for both layers
     module = torch.nn.Module()
     assert [shared.next_layer_is_guided(module, heads, heads, {}) for _ in range(2)] == [False, True]
     with pytest.raises(

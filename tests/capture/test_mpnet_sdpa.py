@@ -13,10 +13,11 @@ from transformers import AutoModelForSequenceClassification, MPNetForSequenceCla
 from transformers.models.mpnet.modeling_mpnet import MPNetSelfAttention
 
 from attnguide import GuideConfig
-from attnguide.capture import kernels
-from attnguide.capture.kernels import portable_route, query_weights, received_attention
+from attnguide.capture import attention_function
+from attnguide.capture.received_profiles import query_weights, received_attention
 from attnguide.capture.routes import OutputAttentionsCapture, make_capture
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.capture.sdpa_profiles import portable_route
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 from attnguide.models import MPNetSdpaSelfAttention, load_model, use_mpnet_sdpa
 
 BIAS = "mpnet.encoder.relative_attention_bias.weight"
@@ -128,9 +129,11 @@ def test_efficient_route_matches_output_attentions(portable: bool, frozen_bias: 
 
 def test_guided_training_mode_with_dropout_takes_the_math_kernel(monkeypatch) -> None:
     calls = []
-    original = kernels.math_attention_with_profile
+    original = attention_function.math_attention_with_profile
     monkeypatch.setattr(
-        kernels, "math_attention_with_profile", lambda *args: calls.append(args[-1]) or original(*args)
+        attention_function,
+        "math_attention_with_profile",
+        lambda *args: calls.append(args[-1]) or original(*args),
     )
     model = tiny_mpnet(attention_probs_dropout_prob=0.3)
     capture = make_capture(model, GuideConfig())

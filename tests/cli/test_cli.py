@@ -11,7 +11,7 @@ import pytest
 from transformers import AutoModelForSequenceClassification
 
 from attnguide.cli import build_parser, main
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_jsonl
 
 

@@ -17,8 +17,8 @@ import yaml
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
-from attnguide.experiments.demo import make_dataset
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import data_hashes, finished_result, run_dir, run_grid
 from attnguide.files import write_json, write_jsonl
 from attnguide.guiding.config import GuideConfig

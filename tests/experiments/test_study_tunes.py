@@ -13,8 +13,8 @@ import yaml
 from test_compare import fake_run, nli, write_grid  # noqa: F401 (nli: a fixture)
 
 from attnguide.cli import main
-from attnguide.experiments.demo import make_dataset
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_json, write_jsonl
 from attnguide.rundir import file_sha256
 

@@ -21,9 +21,11 @@ from tiny import tiny_bert
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
-from attnguide.experiments import tune
-from attnguide.experiments.demo import make_dataset
-from attnguide.experiments.tune import SearchSpace, heartbeat, report_evaluation
+from attnguide.experiments import tuning_storage, tuning_trials
+from attnguide.experiments.offline_demo import make_dataset
+from attnguide.experiments.tuning_space import SearchSpace
+from attnguide.experiments.tuning_storage import heartbeat
+from attnguide.experiments.tuning_trials import report_evaluation
 from attnguide.files import write_jsonl
 
 KILLER = str(Path(__file__).parents[1] / "killer.py")
@@ -72,6 +74,23 @@ def test_bad_search_spaces_are_one_line(tmp_path, nli, capsys, text, message) ->
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and not (tmp_path / "out").exists()
+
+
+def test_the_default_space_searches_every_registered_guide_the_capture_serves(nli, tmp_path, capsys) -> None:
+    assert SearchSpace.from_file(None).params["guides"] == [
+        "mdg",
+        "pdg",
+        "pattern",
+        "disagreement",
+        "mdg+pdg",
+    ]
+    assert SearchSpace.from_file(None, "efficient").params["guides"] == ["mdg", "pdg", "mdg+pdg"]
+    (tmp_path / "space.yaml").write_text("guides: [mdg, mdg+disagreement]\n")
+    argv = ["--capture", "efficient", "--trials", "2", "--space", str(tmp_path / "space.yaml")]
+    assert main(tune_args("unused", nli, tmp_path / "out", *argv)) == 2
+    err = capsys.readouterr().err
+    assert "guides: 'mdg+disagreement' needs full attention maps, which --capture efficient" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
 def test_layer_choices_fit_the_model(tiny_model_dir, nli, tmp_path, capsys) -> None:
@@ -330,7 +349,7 @@ def test_a_trial_whose_worker_elsewhere_went_silent_is_failed_and_run_again(
     [running] = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     # as if it ran on another machine, where this one cannot look for its process
     study._storage.set_trial_user_attr(running._trial_id, "worker", {"host": "elsewhere", "pid": 1})
-    monkeypatch.setattr(tune, "GRACE_SECONDS", 2)
+    monkeypatch.setattr(tuning_storage, "GRACE_SECONDS", 2)
     time.sleep(2.5)  # its one heartbeat, at the start of the trial, is now older than the grace period
     assert main(argv) == 0
     trials = study_of(out, storage).trials
@@ -410,7 +429,7 @@ def test_a_trial_behind_the_others_is_pruned_after_its_evaluation() -> None:
 
 @pytest.mark.parametrize("name", ["median", "halving"])
 def test_prune_after_keeps_a_trial_through_its_first_evaluations(name) -> None:
-    study = optuna.create_study(direction="maximize", pruner=tune.make_pruner(name, prune_after=2))
+    study = optuna.create_study(direction="maximize", pruner=tuning_trials.make_pruner(name, prune_after=2))
     for value in (0.8, 0.9, 0.85, 0.95):  # trials that went through the pruner at each evaluation
         ahead = study.ask()
         for epoch in (1, 2):

@@ -19,11 +19,12 @@ from test_tune import nli, tune_args  # noqa: F401 (nli: a fixture shared with t
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
-from attnguide.experiments import tune
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments import tuning_space, tuning_trials
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import run_dir, run_grid
-from attnguide.experiments.tune import SearchSpace, repair_journal
+from attnguide.experiments.tuning_space import SearchSpace
+from attnguide.experiments.tuning_storage import repair_journal
 from attnguide.files import write_jsonl
 
 KILLER = str(Path(__file__).parents[1] / "killer.py")
@@ -76,7 +77,7 @@ def test_numbers_yaml_reads_as_text_are_numbers(tmp_path) -> None:
     space_file.write_text("mdg_weight: {low: 1e-4, high: 1e-2}\npdg_weight: [1e-4, 3e-4]\n")
     assert yaml.safe_load(space_file.read_text())["mdg_weight"]["low"] == "1e-4"  # YAML 1.1's reading
     space = SearchSpace.from_file(space_file)
-    assert space.params["mdg_weight"] == tune.Range(1e-4, 1e-2, True)
+    assert space.params["mdg_weight"] == tuning_space.Range(1e-4, 1e-2, True)
     assert space.params["pdg_weight"] == [1e-4, 3e-4]
     trial = optuna.create_study(direction="maximize").ask()
     assert isinstance(space._choose(trial, "pdg_weight"), float)
@@ -128,14 +129,14 @@ def test_a_larger_trials_continues_the_study(tiny_model_dir, nli, tmp_path) -> N
 def test_a_slot_two_workers_enqueued_runs_once(tmp_path) -> None:
     study = optuna.create_study(direction="maximize")
     study.enqueue_trial({})
-    tune._extend(study, 2)
-    tune._extend(study, 2)  # the study has its two trials: nothing more
+    tuning_trials._extend(study, 2)
+    tuning_trials._extend(study, 2)  # the study has its two trials: nothing more
     study.enqueue_trial({}, user_attrs={"slot": 1})  # a second worker extending it at the same time
-    assert tune.planned_trials(study) == 2
+    assert tuning_trials.planned_trials(study) == 2
     trials = [optuna.Trial(study, study._pop_waiting_trial_id()) for _ in range(3)]
-    assert [tune._duplicate_of(t) for t in trials] == [None, None, 1]
-    settings = tune.TuneSettings(tmp_path, 2, "accuracy", {})
-    tune._run_trial(trials[2], settings, None, None, 1)  # not run: nothing to train with
+    assert [tuning_trials._duplicate_of(t) for t in trials] == [None, None, 1]
+    settings = tuning_trials.TuneSettings(tmp_path, 2, "accuracy", {})
+    tuning_trials._run_trial(trials[2], settings, None, None, 1)  # not run: nothing to train with
     [twin] = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
     assert twin.number == 2 and twin.user_attrs["reason"] == "not run: trial 1 has its place in the plan"
 

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from attnguide.guiding.batch import guide_losses
+from attnguide.guiding.attention_losses import map_discrimination_loss, pattern_decorrelation_loss
+from attnguide.guiding.batch_losses import guide_losses
 from attnguide.guiding.config import GuideConfig
-from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
 
 
 def reference(profiles: torch.Tensor, mask: torch.Tensor, tau: float) -> tuple[float, float]:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from attnguide.capture.routes import use_eager_attention
-from attnguide.guiding.losses import map_discrimination_loss, pattern_decorrelation_loss
+from attnguide.guiding.attention_losses import map_discrimination_loss, pattern_decorrelation_loss
 from attnguide.guiding.profiles import attention_profiles
 from attnguide.models import load_model, load_tokenizer
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from attnguide.errors import ConfigError
-from attnguide.guiding.losses import disagreement_loss, pattern_loss
+from attnguide.guiding.attention_losses import disagreement_loss, pattern_loss
+from attnguide.guiding.pattern_spread import parse_spread
 from attnguide.guiding.patterns import pattern_targets
-from attnguide.guiding.spread import parse_spread
 
 
 def test_disagreement_identical_heads_is_one_disjoint_heads_is_zero() -> None:
@@ -117,8 +117,9 @@ def test_peer_guides_train_a_tiny_model_through_the_trainer(tmp_path, tiny_model
         model=model, args=args, train_dataset=data, processing_class=tokenizer, guide_config=guide
     )
     assert trainer.capture.route == "output-attentions"
-    assert trainer.pattern_tokens.delimiters == [tokenizer.sep_token_id]
-    assert trainer.pattern_tokens.periods == [tokenizer.convert_tokens_to_ids(".")]
+    assert list(trainer.guided.tokens) == ["pattern"]  # what its row's from_tokenizer made, disagreement none
+    assert trainer.guided.tokens["pattern"].delimiters == [tokenizer.sep_token_id]
+    assert trainer.guided.tokens["pattern"].periods == [tokenizer.convert_tokens_to_ids(".")]
     trainer.train()
     logged = [e for e in trainer.state.log_history if "loss" in e]
     assert all(0 < e["pattern_loss"] < 1 and 0 < e["disagreement_loss"] <= 1 for e in logged)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,11 +14,12 @@ from tiny import tiny_bert, train
 
 from attnguide import GuideConfig, GuidedTrainer
 from attnguide.cli import build_parser, main
-from attnguide.errors import ConfigError
-from attnguide.experiments.demo import make_dataset
+from attnguide.errors import AttnguideError, ConfigError
 from attnguide.experiments.grid import build_grid
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import run_dir, run_grid
 from attnguide.files import write_json, write_jsonl
+from attnguide.guiding.builtin_guides import MapInputs
 from attnguide.guiding.registry import (
     GUIDES,
     Guide,
@@ -80,6 +82,41 @@ def test_a_registered_guide_trains(toy_guide, tmp_path) -> None:
     logged = [entry for entry in trainer.state.log_history if "loss" in entry]
     assert "spread_loss" in logged[-1] and "mdg_loss" not in logged[-1]
     assert not torch.equal(guided, plain)  # its gradient reached the weights
+
+
+def attention_to_marked(inputs: MapInputs, mask: torch.Tensor, config: GuideConfig) -> torch.Tensor:
+    """A toy map guide: minus the attention that the tokens its tokenizer inputs name receive."""
+    marked = torch.isin(inputs.input_ids, torch.tensor(inputs.tokens)) & mask.bool()
+    return -torch.stack(
+        [(layer.float() * marked[:, None, None, :]).sum(-1).mean() for layer in inputs.maps]
+    ).mean()
+
+
+def test_a_map_guide_gets_what_its_row_makes_of_the_tokenizer(tmp_path) -> None:
+    guide = Guide(
+        "marked",
+        "toy map guide",
+        attention_to_marked,
+        weight_setting("marked", 1.0, "m", "the toy map guide"),
+        needs_maps=True,
+        from_tokenizer=lambda tokenizer: tokenizer.marked_ids,
+    )
+    register_guide(guide)
+    try:
+        config = GuideConfig(guides="marked")
+        with pytest.raises(AttnguideError, match="toy map guide needs the tokenizer: pass processing_class"):
+            train(tmp_path / "a", GuidedTrainer, tiny_bert(), guide_config=config)
+        tokenizer = SimpleNamespace(marked_ids=[5, 6, 7, 8, 9])
+        trainer, _ = train(
+            tmp_path / "b", GuidedTrainer, tiny_bert(), guide_config=config, processing_class=tokenizer
+        )
+        assert trainer.capture.route == "output-attentions" and trainer.guided.tokens == {
+            "marked": [5, 6, 7, 8, 9]
+        }
+        logged = [entry for entry in trainer.state.log_history if "loss" in entry]
+        assert all(entry["marked_loss"] < 0 for entry in logged)
+    finally:
+        unregister_guide(guide.name)
 
 
 def test_a_registered_guide_has_its_flags_and_run_settings(toy_guide, tiny_model_dir, tmp_path) -> None:

@@ -12,9 +12,9 @@ from tiny import tiny_bert, toy_data, train
 from attnguide import GuideConfig, GuidedTrainer
 from attnguide.capture.routes import make_capture
 from attnguide.cli import main
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_jsonl
-from attnguide.guiding.batch import guide_losses, weighted_sum
+from attnguide.guiding.batch_losses import guide_losses, weighted_sum
 from attnguide.training.adapters import add_lora
 from attnguide.training.options import TrainOptions
 

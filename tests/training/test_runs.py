@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 import attnguide.guiding.registry as registry
 from attnguide.cli import main
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_jsonl
 
 KILLER = str(Path(__file__).parents[1] / "killer.py")

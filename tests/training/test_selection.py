@@ -12,7 +12,7 @@ from transformers import TrainerControl, TrainerState
 
 from attnguide.cli import build_parser, main
 from attnguide.cli.train import recipe_settings
-from attnguide.experiments.demo import make_dataset
+from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_jsonl
 from attnguide.training.selection import BestCheckpoint
 

@@ -10,7 +10,8 @@ positions and is 0 on padding.
 from __future__ import annotations
 
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch
 from datasets import Dataset
@@ -19,19 +20,15 @@ from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, PreTrainedModel, PreTrainedTokenizerBase
 
 from ..capture.routes import model_shape, use_eager_attention
-from ..guiding.batch import guide_losses
+from ..guiding.attention_losses import normalize_rows
+from ..guiding.batch_losses import guide_losses, tokenizer_inputs
+from ..guiding.builtin_guides import MapInputs
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
-from ..guiding.losses import map_discrimination_loss, normalize_rows, pattern_decorrelation_loss
-from ..guiding.patterns import PatternTokens
 from ..guiding.profiles import attention_profiles
 from ..guiding.registry import GUIDES
 
-# What each diagnostic measures, in the order reports show them.
-DESCRIPTIONS: dict[str, str] = {
-    "head_similarity": "mean pairwise cosine similarity of head profiles (1: all heads alike)",
-    "mdg_loss": "MDG loss, τ = 2 (log of the number of heads when all are alike, lower as they differ)",
-    "pdg_loss": "PDG loss (lower: heads cover different positions)",
+# What each measure of a head's profile says, in the order reports show them (``descriptions``).
+MEASURES: dict[str, str] = {
     "entropy": "entropy of a head's profile, in nats",
     "effective_positions": "exp(entropy): how many positions a head effectively attends to",
     "special_token_share": "share of attention received by special tokens ([CLS], [SEP], <s>, </s>, ...)",
@@ -39,7 +36,16 @@ DESCRIPTIONS: dict[str, str] = {
     "max_on_special": "share of heads whose most attended position is a special token",
 }
 
+HEAD_SIMILARITY = "mean pairwise cosine similarity of head profiles (1: all heads alike)"
+
 _SUBWORD_MARKERS = ("##", "Ġ", "▁")
+
+
+def descriptions() -> dict[str, str]:
+    """What each diagnostic measures, in the order reports show them: head_similarity, every
+    registered guide's loss (``<guide>_loss``, described by its row), then ``MEASURES``."""
+    guides = {f"{name}_loss": guide.description or guide.title for name, guide in GUIDES.items()}
+    return {"head_similarity": HEAD_SIMILARITY, **guides, **MEASURES}
 
 
 def is_punctuation(token: str) -> bool:
@@ -125,12 +131,13 @@ class Diagnostics:
     """Attention diagnostics of one model over a data set, averaged over its sequences.
 
     ``per_head[name]`` has one value per head, head ``i`` of layer ``l`` at ``l * heads + i``
-    (``pdg_loss`` has none: it is a property of a set of heads); ``per_layer[name]`` one per layer;
-    ``summary[name]`` one for the model. ``head_similarity``, ``mdg_loss`` and ``pdg_loss``
-    compare heads with each other: per layer on that layer's heads alone (the per-layer scope),
-    for the model on all heads of all layers jointly; the others are means over heads. Per head,
-    ``head_similarity`` and ``mdg_loss`` are the head's mean similarity to every other head and its
-    term of the joint MDG loss, so their means over heads are the summary.
+    (the guides' losses other than MDG have none: they are properties of a set of heads);
+    ``per_layer[name]`` one per layer; ``summary[name]`` one for the model. ``head_similarity`` and
+    every registered guide's loss (``mdg_loss``, ``pdg_loss``, ``pattern_loss``, ...) are
+    measured per layer on that layer's heads alone (the per-layer scope), for the model on all
+    heads of all layers jointly; the others are means over heads. Per head, ``head_similarity`` and
+    ``mdg_loss`` are the head's mean similarity to every other head and its term of the joint MDG
+    loss, so their means over heads are the summary.
     ``similarity`` is the mean head-by-head cosine similarity matrix; ``positions`` the mean number
     of valid tokens per sequence.
     """
@@ -152,8 +159,14 @@ def _batch_sums(
     punctuation: torch.Tensor,
     heads_per_layer: int,
     temperature: float = 2.0,
+    maps: MapInputs | None = None,
+    tokens: dict[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Every diagnostic of a batch, summed over its sequences (``head:``, ``layer:`` and ``model:`` keys)."""
+    """Every diagnostic of a batch, summed over its sequences (``head:``, ``layer:`` and ``model:`` keys).
+
+    ``maps`` holds every layer's maps and the batch's token ids, ``tokens`` what the guides make of
+    the tokenizer (``tokenizer_inputs``); without ``maps`` the guides that need maps are left out.
+    """
     batch = profiles.shape[0]
     gram = similarity_matrix(profiles, mask)
     entropy = profile_entropy(profiles, mask)
@@ -169,11 +182,18 @@ def _batch_sums(
     sums = {f"head:{k}": v.sum(0) for k, v in per_head.items()}
     layers = [profiles[:, i : i + heads_per_layer] for i in range(0, profiles.shape[1], heads_per_layer)]
     sums["layer:head_similarity"] = torch.stack([head_similarity(p, mask).sum() for p in layers])
-    sums["layer:mdg_loss"] = (
-        torch.stack([map_discrimination_loss(p, mask, temperature) for p in layers]) * batch
-    )
-    sums["layer:pdg_loss"] = torch.stack([pattern_decorrelation_loss(p, mask) for p in layers]) * batch
-    sums["model:pdg_loss"] = pattern_decorrelation_loss(profiles, mask) * batch
+    names = [name for name, guide in GUIDES.items() if maps is not None or not guide.needs_maps]
+    config = GuideConfig(guides=names, temperature=temperature)
+    layer_maps = [None] * len(layers) if maps is None else [replace(maps, maps=[m]) for m in maps.maps]
+    per_layer = [
+        guide_losses(p, mask, config, heads_per_layer, names, m, tokens)
+        for p, m in zip(layers, layer_maps, strict=True)
+    ]
+    for name in names:
+        sums[f"layer:{name}_loss"] = torch.stack([losses[name] for losses in per_layer]) * batch
+    jointly = [name for name in names if f"{name}_loss" not in per_head]  # MDG: the mean of its heads' terms
+    for name, loss in guide_losses(profiles, mask, config, heads_per_layer, jointly, maps, tokens).items():
+        sums[f"model:{name}_loss"] = loss * batch
     sums["model:similarity"] = gram.sum(0)
     sums["model:positions"] = mask.float().sum()
     return sums
@@ -185,16 +205,19 @@ def _finish(sums: dict[str, torch.Tensor], examples: int, layers: int, heads: in
     per_head = {k.split(":")[1]: v for k, v in mean.items() if k.startswith("head:")}
     per_layer = {k: v.reshape(layers, heads).mean(-1) for k, v in per_head.items()}
     per_layer.update({k.split(":")[1]: v for k, v in mean.items() if k.startswith("layer:")})
-    summary = {name: float(per_head[name].mean()) for name in DESCRIPTIONS if name in per_head}
-    summary["pdg_loss"] = float(mean["model:pdg_loss"])
+    described = descriptions()
+    summary = {name: float(per_head[name].mean()) for name in described if name in per_head}
+    summary.update(
+        {k.split(":")[1]: float(v) for k, v in mean.items() if k.startswith("model:") and k.endswith("_loss")}
+    )
     return Diagnostics(
         layers=layers,
         heads=heads,
         examples=examples,
         positions=float(mean["model:positions"]),
         per_head={k: v.tolist() for k, v in per_head.items()},
-        per_layer={name: per_layer[name].tolist() for name in DESCRIPTIONS},
-        summary={name: summary[name] for name in DESCRIPTIONS},
+        per_layer={name: per_layer[name].tolist() for name in described},
+        summary={name: summary[name] for name in described},
         similarity=mean["model:similarity"].tolist(),
     )
 
@@ -224,6 +247,7 @@ def diagnose(
     loader = DataLoader(
         dataset.select_columns(columns), batch_size=batch_size, collate_fn=DataCollatorWithPadding(tokenizer)
     )
+    tokens = tokenizer_inputs(GUIDES, tokenizer)
     sums: dict[str, torch.Tensor] = {}
     for batch in tqdm(loader, desc=description, leave=False, disable=not progress):
         batch = {k: v.to(device) for k, v in batch.items()}
@@ -237,6 +261,8 @@ def diagnose(
             punctuation_mask(ids, tokenizer) & (mask > 0),
             heads,
             temperature,
+            MapInputs(outputs.attentions, ids),
+            tokens,
         )
         sums = {k: sums[k] + v if k in sums else v for k, v in part.items()}
     return _finish(sums, len(dataset), layers, heads)
@@ -256,7 +282,7 @@ class EvalMeasures:
         self.tokenizer = tokenizer
         num_layers, self.heads = model_shape(model)
         self.layers = self.config.layer_indices(num_layers)
-        self.pattern_tokens = PatternTokens.from_tokenizer(tokenizer)
+        self.tokens = tokenizer_inputs(GUIDES, tokenizer)
         self.sums: dict[str, float] = {}
         self.count = 0
 
@@ -265,8 +291,8 @@ class EvalMeasures:
         mask, ids = batch["attention_mask"], batch["input_ids"]
         all_heads = attention_profiles(attentions, mask)
         guided = attention_profiles(attentions, mask, self.layers, self.config.profile)
-        maps = MapInputs([attentions[i] for i in self.layers], ids, self.pattern_tokens)
-        losses = guide_losses(guided, mask, self.config, self.heads, GUIDES, maps=maps)
+        maps = MapInputs([attentions[i] for i in self.layers], ids)
+        losses = guide_losses(guided, mask, self.config, self.heads, GUIDES, maps, self.tokens)
         values = {f"{name}_loss": loss.item() for name, loss in losses.items()}
         values["head_similarity"] = head_similarity(all_heads, mask).mean().item()
         special = special_token_mask(ids, self.tokenizer) & (mask > 0)

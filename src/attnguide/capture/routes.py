@@ -2,7 +2,7 @@
 
 Two routes, chosen by ``make_capture`` from ``GuideConfig.capture``:
 
-- ``efficient``: the model runs the attention function of ``kernels`` (PyTorch SDPA for
+- ``efficient``: the model runs the attention function of ``attention_function`` (PyTorch SDPA for
   the output) and the guided layers' profiles are computed beside it from the same queries and
   keys, chunk by chunk, without any n × n map kept for the backward pass (on the CPU with dropout,
   where SDPA runs its math kernel and keeps the map anyway, from that map). It needs a model whose
@@ -30,8 +30,9 @@ from transformers import PreTrainedModel
 from ..errors import AttentionCaptureError
 from ..guiding.config import GuideConfig
 from ..guiding.profiles import attention_profiles
+from ..guiding.registry import GUIDES
 from ..models import MPNetSdpaSelfAttention, use_mpnet_sdpa
-from .kernels import ATTENTION_NAME, RECORDER_KWARG, ProfileRecorder
+from .attention_function import ATTENTION_NAME, RECORDER_KWARG, ProfileRecorder
 
 logger = logging.getLogger("attnguide")
 
@@ -213,7 +214,11 @@ def make_capture(model: PreTrainedModel, config: GuideConfig) -> Capture:
     if config.capture == "efficient":
         return EfficientCapture(model, config)
     if config.needs_maps:
-        logger.info("attention capture: the pattern and disagreement guides take the output-attentions route")
+        maps = ", ".join(g for g in config.guides if GUIDES[g].needs_maps and config.weight(g) > 0)
+        logger.info(
+            "attention capture: the guides that need attention maps (%s) take the output-attentions route",
+            maps,
+        )
         return OutputAttentionsCapture(model, config)
     if config.profile != "received":
         logger.info("attention capture: the %r profile takes the output-attentions route", config.profile)

@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     task = chosen_task(args)
-    from ..analysis.report import AnalyzeOptions, check_analysis, run_analysis, summary_table
+    from ..analysis.attention_report import AnalyzeOptions, check_analysis, run_analysis, summary_table
     from ..models import default_model_path
 
     options = AnalyzeOptions(

@@ -24,7 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     quiet_libraries()
-    from ..experiments.demo import run_demo
+    from ..experiments.offline_demo import run_demo
 
     previous_demo = (Path(args.output_dir) / "summary.json").is_file()
     print(

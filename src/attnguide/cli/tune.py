@@ -1,5 +1,5 @@
 """``attnguide tune``: search the guiding settings on dev with Optuna, confirm the best over fresh
-seeds, and say whether guiding helps (``experiments.tune``). Every option of ``train`` is taken and
+seeds, and say whether guiding helps (``experiments.tuning_*``). Every option of ``train`` is taken and
 passed on to each trial's run."""
 
 from __future__ import annotations
@@ -117,10 +117,13 @@ def run(args: argparse.Namespace) -> int:
     if args.test is not None and not args.no_confirm and not Path(args.test).is_file():
         raise AttnguideError(f"--test {args.test}: no such file")  # before the search, not after it
     from ..experiments.runner import check_writable_dir
-    from ..experiments.tune import SearchSpace, TuneSettings, best_trial, confirm, run_study, write_results
+    from ..experiments.tuning_confirmation import confirm
+    from ..experiments.tuning_report import write_results
+    from ..experiments.tuning_space import SearchSpace
+    from ..experiments.tuning_trials import TuneSettings, best_trial, run_study
     from ..models import default_model_path, model_layers
 
-    space = SearchSpace.from_file(args.space)
+    space = SearchSpace.from_file(args.space, args.capture)
     output_dir = Path(args.output_dir)
 
     given = train_options(task, args)

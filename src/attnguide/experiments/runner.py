@@ -326,7 +326,7 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from .report import write_report
+    from .comparison_report import write_report
     from .results import PENDING, CellResult
 
     hashes = data_hashes(grid)

@@ -2,7 +2,8 @@
 
 Nothing here knows about the Trainer, data sets or files: it maps attention (profiles or maps) to
 losses. ``docs/METHOD.md`` defines every quantity. This package's own import is light (no torch);
-``profiles``, ``losses``, ``patterns``, ``guides`` and ``batch`` import torch.
+``profiles``, ``attention_losses``, ``patterns``, ``builtin_guides`` and ``batch_losses`` import
+torch.
 """
 
 from .config import GuideConfig

@@ -2,7 +2,7 @@
 
 Five patterns: attend to the first token, the previous token, the next token, the delimiter tokens
 (``[SEP]``, ``</s>``) or the periods of the sequence. Which heads follow which is the spread
-(``spread``).
+(``pattern_spread``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,11 @@
 """The one registry of guides: everything attnguide knows about a guide is its ``Guide`` row.
 
 A row names the guide (the value of ``--guide`` and of a grid's ``guides``), its loss, whether the
-loss needs full attention maps or only the heads' profiles, and its settings: the weight (default,
-``--NAME-weight`` flag, grid key ``NAME_weight``, column of ``compare``'s report) and any parameter
-its loss reads (MDG's temperature, pattern guidance's spread). ``GuideConfig``, the command line,
-the grid of ``compare`` and its report are generated from these rows, so a guide registered with
+loss needs full attention maps or only the heads' profiles, what it needs of the tokenizer, and its
+settings: the weight (default, ``--NAME-weight`` flag, grid key ``NAME_weight``, column of
+``compare``'s report) and any parameter its loss reads (MDG's temperature, pattern guidance's
+spread). ``GuideConfig``, the command line, the grid of ``compare`` and its report, ``analyze``'s
+rows and ``tune``'s default space are generated from these rows, so a guide registered with
 ``register_guide`` before any of them is used is picked up everywhere with no other edit
 (``docs/ARCHITECTURE.md``, "Adding a guide").
 
@@ -14,6 +15,7 @@ first needs them, so that ``attnguide --help`` can list the guides at once.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .spread import DEFAULT_SPREAD, parse_spread
+from .pattern_spread import DEFAULT_SPREAD, parse_spread
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,11 @@ class Guide:
     (``needs_maps``) takes ``(MapInputs, mask, config)`` with the guided layers' full maps, which
     only the output-attentions capture gives. Both return a scalar tensor, lower meaning better
     guided. ``weight`` is the setting that scales the loss; ``settings`` the others it reads.
+    ``from_tokenizer`` (a function or its ``"module:function"`` name), where a map guide's loss needs
+    more than the batch's token ids, makes that from the model's tokenizer once per run; the loss
+    gets it as ``MapInputs.tokens`` (pattern guidance: the delimiter and period tokens).
+    ``description`` says what the loss's value means in ``attnguide analyze``'s report (default:
+    the title).
     """
 
     name: str
@@ -84,6 +91,8 @@ class Guide:
     needs_maps: bool = False
     settings: tuple[GuideSetting, ...] = ()
     reference: str = ""
+    from_tokenizer: Callable | str | None = None
+    description: str = ""
     _resolved: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     @property
@@ -93,12 +102,20 @@ class Guide:
     def compute(self, inputs: Any, mask: Any, config: Any) -> Any:
         """The loss of a batch (see the class docstring for the arguments)."""
         if not self._resolved:
-            loss = self.loss
-            if isinstance(loss, str):
-                module, _, name = loss.partition(":")
-                loss = getattr(importlib.import_module(module), name)
-            self._resolved.append(loss)
+            self._resolved.append(_resolve(self.loss))
         return self._resolved[0](inputs, mask, config)
+
+    def tokens(self, tokenizer: Any) -> Any:
+        """What the loss needs of ``tokenizer`` (``from_tokenizer``; None for a guide that needs nothing)."""
+        return None if self.from_tokenizer is None else _resolve(self.from_tokenizer)(tokenizer)
+
+
+def _resolve(function: Callable | str) -> Callable:
+    """A function, or the one a ``"module:name"`` text names (``name`` may be dotted: ``Class.method``)."""
+    if not isinstance(function, str):
+        return function
+    module, _, name = function.partition(":")
+    return functools.reduce(getattr, name.split("."), importlib.import_module(module))
 
 
 def weight_setting(name: str, default: float, short: str, what: str) -> GuideSetting:
@@ -143,7 +160,7 @@ def setting_owner(name: str) -> Guide | None:
 
 # --- the built-in guides (docs/METHOD.md defines each) ------------------------------------------
 
-_LOSSES = "attnguide.guiding.guides"
+_LOSSES = "attnguide.guiding.builtin_guides"
 _PAPER = (
     "Wang et al., Paying More Attention to Self-attention: Improving Pre-trained Language Models "
     "via Attention Guiding, 2022"
@@ -166,6 +183,7 @@ register_guide(
             ),
         ),
         reference=_PAPER,
+        description="MDG loss, τ = 2 (log of the number of heads when all are alike, lower as they differ)",
     )
 )
 register_guide(
@@ -175,6 +193,7 @@ register_guide(
         f"{_LOSSES}:pdg",
         weight_setting("pdg", 1e-3, "b", "the PDG loss (β)"),
         reference=_PAPER,
+        description="PDG loss (lower: heads cover different positions)",
     )
 )
 register_guide(
@@ -194,6 +213,9 @@ register_guide(
             ),
         ),
         reference="Deshpande and Narasimhan, Findings of EMNLP 2020",
+        from_tokenizer="attnguide.guiding.patterns:PatternTokens.from_tokenizer",
+        description="pattern guidance loss, the default spread (mean squared distance of the assigned "
+        "heads' maps from their patterns; 0 when they follow them)",
     )
 )
 register_guide(
@@ -204,5 +226,7 @@ register_guide(
         weight_setting("disagreement", 1.0, "d", "disagreement regularisation"),
         needs_maps=True,
         reference="Li et al., EMNLP 2018",
+        description="disagreement loss (mean cosine similarity of a layer's heads' maps: 1 when all "
+        "attend alike, 0 when no two attend to the same positions)",
     )
 )

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..training.options import TrainOptions, option
 
 if TYPE_CHECKING:
-    from ..analysis.report import AnalysisData
+    from ..analysis.attention_report import AnalysisData
     from ..training.training_run import TrainingRun
 
 

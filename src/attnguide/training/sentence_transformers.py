@@ -20,12 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..capture.routes import make_capture
+from ..capture.guided_forward import GuidedForward, batch_mask
 from ..errors import AttnguideError, ConfigError
-from ..guiding.batch import guide_losses
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
-from ..guiding.patterns import PatternTokens
 from ..models import underlying_transformer
 
 CITATION = """
@@ -66,24 +63,25 @@ class GuidedLoss(nn.Module):
         self.loss = loss
         self.guide_config = guide_config if guide_config is not None else GuideConfig()
         self._transformer = [underlying_transformer(model)]  # a list: not a sub-module of the loss
-        self.capture = (
-            make_capture(self._transformer[0], self.guide_config) if self.guide_config.active else None
-        )
-        self.pattern_tokens = None
-        if self.guide_config.weight("pattern") > 0:
-            tokenizer = getattr(model, "tokenizer", None)
-            if tokenizer is None:
-                raise AttnguideError(
-                    f"GuidedLoss: the pattern guide finds its tokens with the model's tokenizer, and "
+        self.guided = None
+        if self.guide_config.active:
+            self.guided = GuidedForward(
+                self._transformer[0],
+                self.guide_config,
+                getattr(model, "tokenizer", None),
+                missing_tokenizer=lambda guide: (
+                    f"GuidedLoss: the {guide.name} guide finds its tokens with the model's tokenizer, and "
                     f"{type(model).__name__} has none (model.tokenizer); pass the SentenceTransformer "
                     "or CrossEncoder itself"
-                )
-            self.pattern_tokens = PatternTokens.from_tokenizer(tokenizer)
+                ),
+            )
+        self.capture = self.guided.capture if self.guided is not None else None
         self.steps = 0
 
     def forward(self, sentence_features: Iterable[dict[str, torch.Tensor]], labels: torch.Tensor) -> dict:
         transformer = self._transformer[0]
-        if self.capture is None or not transformer.training:
+        guided = self.guided
+        if guided is None or not transformer.training:
             return self._parts(self.loss(sentence_features, labels))
         sums: dict[str, torch.Tensor] = {}
         sequences = 0
@@ -92,22 +90,12 @@ class GuidedLoss(nn.Module):
 
         def guided_forward(*args: Any, **kwargs: Any):
             nonlocal sequences
-            mask = kwargs.get("attention_mask")
-            if mask is None:
-                mask = torch.ones_like(kwargs["input_ids"])
-            outputs = original(*args, **kwargs, **self.capture.forward_kwargs(mask))
-            profiles = self.capture.profiles(outputs, mask)
-            maps = None
-            if self.guide_config.needs_maps:
-                maps = MapInputs(self.capture.maps(outputs), kwargs.get("input_ids"), self.pattern_tokens)
-            config = self.guide_config
-            parts = guide_losses(
-                profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
-            )
+            mask = batch_mask(kwargs)
+            outputs = original(*args, **kwargs, **guided.forward_kwargs(mask))
+            parts = guided.losses(outputs, mask, kwargs.get("input_ids"))
             for name, value in parts.items():  # weighted by sequences: a mean over every sequence embedded
                 sums[name] = sums.get(name, 0.0) + value * len(mask)
             sequences += len(mask)
-            outputs.attentions = None
             return outputs
 
         transformer.forward = guided_forward
@@ -122,11 +110,8 @@ class GuidedLoss(nn.Module):
             raise AttnguideError(
                 f"{type(self.loss).__name__} made no forward call through the model's transformer"
             )
-        ramp = self.guide_config.ramp(self.steps)
+        terms = guided.terms(sums, sequences, self.steps)
         self.steps += 1
-        terms = {
-            name: self.guide_config.weight(name) * ramp * value / sequences for name, value in sums.items()
-        }
         parts = self._parts(task)
         clash = next((name for name in parts if name in terms), None)
         if clash is not None:

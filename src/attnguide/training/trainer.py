@@ -8,12 +8,9 @@ import math
 import torch
 from transformers import Trainer, TrainerCallback
 
-from ..capture.routes import make_capture
-from ..errors import AttentionCaptureError, AttnguideError
-from ..guiding.batch import guide_losses, weighted_sum
+from ..capture.guided_forward import GuidedForward, batch_mask
+from ..errors import AttnguideError
 from ..guiding.config import GuideConfig
-from ..guiding.guides import MapInputs
-from ..guiding.patterns import PatternTokens
 from .options import NONFINITE_POLICIES
 
 logger = logging.getLogger("attnguide")
@@ -75,12 +72,18 @@ class GuidedTrainer(Trainer):
         self.skipped_batches = 0
         self.model_accepts_loss_kwargs = False
         self.guide_config = guide_config if guide_config is not None else GuideConfig(guides=())
-        self.capture = make_capture(self.model, self.guide_config) if self.guide_config.active else None
-        self.pattern_tokens = None
-        if self.guide_config.weight("pattern") > 0:
-            if self.processing_class is None:
-                raise AttnguideError("pattern guidance needs the tokenizer: pass processing_class=tokenizer")
-            self.pattern_tokens = PatternTokens.from_tokenizer(self.processing_class)
+        self.guided = None
+        if self.guide_config.active:
+            self.guided = GuidedForward(
+                self.model,
+                self.guide_config,
+                self.processing_class,
+                missing_tokenizer=lambda guide: (
+                    f"{guide.title} needs the tokenizer: pass processing_class=tokenizer"
+                ),
+                require_gradient=True,
+            )
+        self.capture = self.guided.capture if self.guided is not None else None
         self._part_sums: dict[str, torch.Tensor] = {}
         self._part_steps = 0
         if self.capture is not None and self.guide_config.warmup_steps:
@@ -89,35 +92,18 @@ class GuidedTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if not model.training:
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if self.capture is None:
+        if self.guided is None:
             result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             loss = result[0] if return_outputs else result
             if self._nonfinite({"task": loss}):
                 loss = self._skip(loss)
                 return (loss, result[1]) if return_outputs else loss
             return result
-        mask = inputs.get("attention_mask")
-        if mask is None:
-            mask = torch.ones_like(inputs["input_ids"])
-        inputs = {**inputs, **self.capture.forward_kwargs(mask)}
+        mask = batch_mask(inputs)
+        inputs = {**inputs, **self.guided.forward_kwargs(mask)}
         task_loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
-        profiles = self.capture.profiles(outputs, mask)
-        if torch.is_grad_enabled() and not profiles.requires_grad:
-            raise AttentionCaptureError(
-                "the guided layers' attention carries no gradient, so guiding would change no weight: "
-                "reentrant activation checkpointing runs layers without autograd (use use_reentrant=False), "
-                "or the guided layers are frozen"
-            )
-        config = self.guide_config
-        maps = None
-        if config.needs_maps:
-            maps = MapInputs(self.capture.maps(outputs), inputs.get("input_ids"), self.pattern_tokens)
-        parts = guide_losses(
-            profiles, mask, config, self.capture.heads_per_layer, config.trained_guides, maps
-        )
-        guiding = weighted_sum(parts, config, self.state.global_step)
-        outputs.attentions = None
-        loss = task_loss + guiding
+        parts = self.guided.losses(outputs, mask, inputs.get("input_ids"))
+        loss = task_loss + self.guided.weighted_sum(parts, self.state.global_step)
         if self._nonfinite({"task": task_loss, **parts}):
             loss = self._skip(loss)
         else:

@@ -17,7 +17,7 @@ from ..protocol import EvalOptions, eval_options_class
 from ..readers import Columns
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from .run import ClassificationRun
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1")
@@ -72,7 +72,7 @@ class ClassificationTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..pairs.data import read_pairs
         from ..pairs.encoding import encode_pairs
 

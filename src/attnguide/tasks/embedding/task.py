@@ -19,7 +19,7 @@ from ..protocol import EvalOptions, eval_options_class
 from ..readers import Columns
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from .run import EmbeddingRun
 
 EMBEDDING_METRICS = ("spearman", "pearson")
@@ -104,7 +104,7 @@ class EmbeddingTask:
     def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
         from datasets import Dataset
 
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..pairs.scored_pairs import read_scored
 
         full = read_scored(options.data, options.format, options.columns)

@@ -19,7 +19,7 @@ from .data import RANKING_FORMATS
 from .ranking_metrics import MEASURES
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from .ranking_run import RankingRun
 
 logger = logging.getLogger("attnguide")
@@ -211,7 +211,7 @@ class RankingTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from .data import read_ranking
         from .encoding import encode_candidates
 

@@ -19,7 +19,7 @@ from ..protocol import EvalOptions, eval_options_class
 from ..readers import Columns
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from .run import RegressionRun
 
 REGRESSION_METRICS = ("pearson", "spearman")
@@ -116,7 +116,7 @@ class RegressionTask:
         return files.write_metrics(evaluation.metrics)
 
     def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
         from ..pairs.encoding import encode_pairs
         from ..pairs.scored_pairs import read_scored
 

@@ -19,7 +19,7 @@ from ..readers import Columns
 from .data import FORMATS
 
 if TYPE_CHECKING:
-    from ...analysis.report import AnalysisData
+    from ...analysis.attention_report import AnalysisData
     from .data import TaggedSentences
     from .run import TokenClassificationRun
 
@@ -101,7 +101,7 @@ class TokenClassificationTask:
     def analysis_data(self, options: EvalOptions, limit: int) -> AnalysisData:
         from datasets import Dataset
 
-        from ...analysis.report import AnalysisData
+        from ...analysis.attention_report import AnalysisData
 
         full = self._read(options)
         data = full.first(limit)

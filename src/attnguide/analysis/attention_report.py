@@ -27,8 +27,14 @@ from ..files import write_json, write_text
 from ..guiding.profiles import attention_profiles
 from ..models import check_max_length, default_model_path, load_model, load_tokenizer
 from ..rundir import check_finished_model, check_output_dir, fresh_partial, publish
-from .diagnostics import DESCRIPTIONS, Diagnostics, diagnose, special_token_mask
-from .plots import ExampleProfiles, layer_bars, profile_heatmaps, similarity_matrices, training_curves
+from .attention_plots import (
+    ExampleProfiles,
+    layer_bars,
+    profile_heatmaps,
+    similarity_matrices,
+    training_curves,
+)
+from .diagnostics import Diagnostics, descriptions, diagnose, special_token_mask
 
 logger = logging.getLogger("attnguide")
 
@@ -171,7 +177,7 @@ def summary_table(results: list[tuple[str, Diagnostics]]) -> str:
         "| --- |" + " ---: |" * len(results),
         "| tokens per example | " + " | ".join(f"{d.positions:.1f}" for _, d in results) + " |",
     ]
-    for metric in DESCRIPTIONS:
+    for metric in descriptions():
         values = " | ".join(_fmt(metric, d.summary[metric]) for _, d in results)
         lines.append(f"| {metric} | {values} |")
     return "\n".join(lines)
@@ -179,7 +185,7 @@ def summary_table(results: list[tuple[str, Diagnostics]]) -> str:
 
 def _layer_tables(results: list[tuple[str, Diagnostics]]) -> list[str]:
     lines = []
-    for metric, description in DESCRIPTIONS.items():
+    for metric, description in descriptions().items():
         lines += [f"### {metric}", "", description + ".", ""]
         lines += [
             "| layer | " + " | ".join(n for n, _ in results) + " |",
@@ -220,10 +226,11 @@ def _report(
         "",
         summary_table(results),
         "",
-        "Over all heads of all layers: head_similarity, mdg_loss and pdg_loss compare every head with every "
-        "other; the rest are means over heads and examples.",
+        "Over all heads of all layers: head_similarity and the guides' losses (mdg_loss, pdg_loss, ...) "
+        "take every head with every other, as one guiding problem; the rest are means over heads and "
+        "examples.",
         "",
-        *(f"- **{name}**: {text}" for name, text in DESCRIPTIONS.items()),
+        *(f"- **{name}**: {text}" for name, text in descriptions().items()),
         "",
         "## Figures",
         "",
@@ -232,7 +239,7 @@ def _report(
         *(f"![{FIGURES[figure]}]({figure})\n" for figure in figures),
         "## Per layer",
         "",
-        "head_similarity, mdg_loss and pdg_loss compare the heads of that layer only; the rest are means "
+        "head_similarity and the guides' losses take the heads of that layer only; the rest are means "
         "over the layer's heads.",
         "",
         *_layer_tables(results),
@@ -337,7 +344,7 @@ def run_analysis(options: AnalyzeOptions, data: AnalysisData) -> list[tuple[str,
                 "text_a": data.text_a[options.example],
                 "text_b": data.text_b[options.example] if data.text_b is not None else None,
             },
-            "descriptions": DESCRIPTIONS,
+            "descriptions": descriptions(),
             "models": [
                 {"name": name, "path": path, **_rounded(d)}
                 for (name, d), path in zip(results, options.models, strict=True)

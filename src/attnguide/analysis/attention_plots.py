@@ -18,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import PowerNorm
 from matplotlib.figure import Figure
 
+from ..guiding.registry import GUIDES
 from .diagnostics import Diagnostics
 
 DPI = 100
@@ -150,9 +151,11 @@ def training_curves(runs: Sequence[tuple[str, list[dict] | None]], title: str, p
     A run whose history is None keeps its colour but draws nothing. The training task loss is
     ``task_loss`` where guiding logged it, else ``loss`` (the task loss of an unguided run).
     """
-    panels = ["task"] + [
-        key for key in ("mdg_loss", "pdg_loss") if any(h and _series(h, key)[0] for _, h in runs)
-    ]
+    titles = {
+        "task": "task loss",
+        **{f"{n}_loss": f"{g.title.split(',')[0]} loss" for n, g in GUIDES.items()},
+    }
+    panels = ["task"] + [key for key in list(titles)[1:] if any(h and _series(h, key)[0] for _, h in runs)]
     figure = Figure(figsize=(4.2 * len(panels), 3.6), layout="constrained")
     axes = figure.subplots(1, len(panels), squeeze=False).ravel()
     for i, (name, history) in enumerate(runs):
@@ -168,7 +171,7 @@ def training_curves(runs: Sequence[tuple[str, list[dict] | None]], title: str, p
             if steps:
                 ax.plot(steps, values, color=f"C{i}", label=name)
     for ax, panel in zip(axes, panels, strict=True):
-        ax.set_title({"task": "task loss", "mdg_loss": "MDG loss", "pdg_loss": "PDG loss"}[panel])
+        ax.set_title(titles[panel])
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)

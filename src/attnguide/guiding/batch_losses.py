@@ -7,12 +7,14 @@ output-attentions capture provides. Which guide is which, and its loss, come fro
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from typing import Any
 
 import torch
 
+from .builtin_guides import MapInputs
 from .config import GuideConfig
-from .guides import MapInputs
 from .registry import GUIDES
 
 
@@ -23,13 +25,15 @@ def guide_losses(
     heads_per_layer: int,
     names: Iterable[str] | None = None,
     maps: MapInputs | None = None,
+    tokens: Mapping[str, Any] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Each named guide's loss (default: the config's guides).
 
     ``profiles`` is [batch, layers·heads, positions]. In ``per-layer`` scope the heads of each layer
     form their own problem for the profile guides: the profiles become [batch·layers, heads,
     positions] and the losses average over sequences and layers alike. Map guides are per layer
-    by definition and need ``maps``.
+    by definition and need ``maps``; ``tokens`` holds, by guide name, what a map guide's row makes
+    of the tokenizer (``Guide.tokens``), given to its loss as ``MapInputs.tokens``.
     """
     guides = [GUIDES[name] for name in (config.guides if names is None else names)]
     profile_mask = mask
@@ -45,7 +49,12 @@ def guide_losses(
         elif maps is None:
             raise ValueError(f"the {guide.name} guide needs attention maps (the output-attentions capture)")
         else:
-            losses[guide.name] = guide.compute(maps, mask, config)
+            inputs = (
+                maps
+                if tokens is None or guide.name not in tokens
+                else replace(maps, tokens=tokens[guide.name])
+            )
+            losses[guide.name] = guide.compute(inputs, mask, config)
     return losses
 
 
@@ -53,3 +62,9 @@ def weighted_sum(losses: dict[str, torch.Tensor], config: GuideConfig, step: int
     """``ramp(step) · Σ weight(g) · loss(g)`` over the given losses."""
     total = sum(config.weight(name) * value for name, value in losses.items())
     return total * config.ramp(step)
+
+
+def tokenizer_inputs(names: Iterable[str], tokenizer: Any) -> dict[str, Any]:
+    """What each named guide's row makes of ``tokenizer`` (``Guide.tokens``), by name, for the guides
+    that need it (``Guide.from_tokenizer``); ``guide_losses`` takes it as ``tokens``."""
+    return {name: GUIDES[name].tokens(tokenizer) for name in names if GUIDES[name].from_tokenizer is not None}

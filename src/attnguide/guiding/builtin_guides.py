@@ -1,29 +1,36 @@
 """The built-in guides' losses in the registry's calling convention (``registry.Guide``).
 
 Profile guides take ``(profiles, mask, config)``, map guides ``(MapInputs, mask, config)``; the
-mathematics is in ``losses`` and ``patterns``, defined in ``docs/METHOD.md``.
+mathematics is in ``attention_losses`` and ``patterns``, defined in ``docs/METHOD.md``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
-from .losses import disagreement_loss, map_discrimination_loss, pattern_decorrelation_loss, pattern_loss
-from .patterns import PatternTokens, pattern_targets
-from .spread import parse_spread
+from .attention_losses import (
+    disagreement_loss,
+    map_discrimination_loss,
+    pattern_decorrelation_loss,
+    pattern_loss,
+)
+from .pattern_spread import parse_spread
+from .patterns import pattern_targets
 
 
 @dataclass
 class MapInputs:
-    """What map guides need: the guided layers' maps [batch, heads, query, key], and for pattern
-    guidance the batch's token ids and which tokens are delimiters and periods."""
+    """What map guides need: the guided layers' maps [batch, heads, query, key], the batch's token
+    ids, and what the guide's row makes of the tokenizer (``Guide.from_tokenizer``; for pattern
+    guidance which tokens are delimiters and periods)."""
 
     maps: Sequence[torch.Tensor]
     input_ids: torch.Tensor | None = None
-    tokens: PatternTokens | None = None
+    tokens: Any = None
 
 
 def mdg(profiles: torch.Tensor, mask: torch.Tensor, config) -> torch.Tensor:

@@ -152,7 +152,7 @@ def write_report(
     test_results: Sequence[CellResult] = (),
 ) -> list[SettingResult]:
     """Write results.md, .csv and .json and a strip plot per data set; returns the dev settings."""
-    from .plots import strip_plot
+    from .comparison_plots import strip_plot
 
     out = grid.output_dir
     dev = analyse(results, "dev")
