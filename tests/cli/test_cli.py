@@ -13,6 +13,7 @@ from transformers import AutoModelForSequenceClassification
 from attnguide.cli import build_parser, main
 from attnguide.experiments.offline_demo import make_dataset
 from attnguide.files import write_jsonl
+from attnguide.source_revision import source_revision
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +86,7 @@ def test_train_then_eval(tiny_model_dir, nli_files, tmp_path, capsys) -> None:
     }
     assert run["capture"] == "efficient" and run["data"]["train"]["examples"] == 48
     assert len(run["data"]["dev"]["sha256"]) == 64 and run["versions"]["transformers"].startswith("5.")
+    assert run["versions"].get("attnguide revision") == source_revision()  # absent only outside a checkout
     assert not list(out.glob("checkpoint-*")) and not list(tmp_path.glob(".*partial"))
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert model.config.id2label == {0: "entailment", 1: "neutral", 2: "contradiction"}

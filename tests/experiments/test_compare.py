@@ -17,6 +17,7 @@ import yaml
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
+from attnguide.experiments import runner
 from attnguide.experiments.grid import build_grid
 from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.runner import data_hashes, finished_result, run_dir, run_grid
@@ -233,6 +234,36 @@ def test_finished_grid_runs_nothing_and_reports(finished_grid) -> None:
         len(rows) == 4 and rows[0].startswith("split,data,setting,") and rows[2].startswith("dev,nli,mdg+pdg")
     )
     assert (grid.output_dir / "plots" / "nli.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cells_made_by_other_source_are_named_but_count(finished_grid, monkeypatch, caplog, capsys) -> None:
+    grid, _ = finished_grid
+    monkeypatch.setattr(runner, "source_revision", lambda: "abc1234")
+    run_grid(grid, dry_run=True)
+    assert (
+        "18 finished cells may come from other attnguide source than this one (abc1234): 18 made before"
+        in (capsys.readouterr().out)
+    )
+    for cell in grid.cells:
+        run = json.loads((run_dir(grid, cell) / "run.json").read_text())
+        revision = "abc1234" if cell.seed < 6 else "0ld0ld0"
+        write_json(run_dir(grid, cell) / "run.json", {**run, "versions": {"attnguide revision": revision}})
+    results = run_grid(grid)
+    assert [r.status for r in results] == ["finished"] * 18  # counted as they are
+    assert "3 finished cells may come from other attnguide source than this one (abc1234): 3 by 0ld0ld0" in (
+        caplog.text
+    )
+    cells = json.loads((grid.output_dir / "results.json").read_text())["cells"]
+    assert {c["revision"] for c in cells} == {"abc1234", "0ld0ld0"}
+    for cell in grid.cells[15:]:
+        fake_run(grid, cell, 0.8)
+        run = json.loads((run_dir(grid, cell) / "run.json").read_text())
+        write_json(run_dir(grid, cell) / "run.json", {**run, "versions": {"attnguide revision": "abc1234"}})
+    caplog.clear()
+    run_grid(grid)
+    assert "may come from other" not in caplog.text
+    monkeypatch.setattr(runner, "source_revision", lambda: None)  # an installed wheel: nothing to compare
+    assert runner.other_revisions(results) is None
 
 
 def test_a_run_with_other_settings_stops_the_grid(finished_grid) -> None:

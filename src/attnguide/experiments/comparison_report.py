@@ -180,6 +180,7 @@ def write_report(
                     "error": r.error,
                     "location": r.location,
                     "seconds": r.seconds,
+                    "revision": r.revision,
                     "metrics": r.metrics,
                 }
                 for r in results

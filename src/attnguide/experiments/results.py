@@ -24,6 +24,7 @@ class CellResult:
     error: str | None = None
     seconds: float | None = None
     location: str | None = None  # the run directory, or for a failure its log
+    revision: str | None = None  # the attnguide source that made the run, where it recorded one
 
 
 @dataclass

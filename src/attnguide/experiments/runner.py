@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ from ..errors import AttnguideError
 from ..files import write_json
 from ..guiding.config import GuideConfig
 from ..rundir import file_sha256, partial_path
+from ..source_revision import source_revision
 from ..tasks import DEFAULT_TASK
 from .grid import Cell, Grid
 
@@ -87,7 +89,31 @@ def finished_result(grid: Grid, cell: Cell, hashes: dict[str, str]) -> CellResul
             "move it away or use another output_dir"
         )
     metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
-    return CellResult(cell, FINISHED, metrics, seconds=run.get("seconds"), location=str(folder))
+    revision = run.get("versions", {}).get("attnguide revision")
+    return CellResult(
+        cell, FINISHED, metrics, seconds=run.get("seconds"), location=str(folder), revision=revision
+    )
+
+
+def other_revisions(results: list[CellResult]) -> str | None:
+    """A line naming the finished cells made by other attnguide source than the one running now, or
+    ``None``: the version number does not change between releases, so only the recorded revision
+    tells whether a cell's numbers came from the code that would redo it."""
+    current = source_revision()
+    if current is None:  # not a git checkout: nothing to compare with
+        return None
+    made = Counter(r.revision or "unrecorded" for r in results if r.status == "finished")
+    others = {revision: count for revision, count in sorted(made.items()) if revision != current}
+    if not others:
+        return None
+    listed = ", ".join(
+        f"{count} made before runs recorded it" if revision == "unrecorded" else f"{count} by {revision}"
+        for revision, count in others.items()
+    )
+    return (
+        f"{sum(others.values())} finished cells may come from other attnguide source than this one "
+        f"({current}): {listed}; they count as they are (remove a run directory to redo it)"
+    )
 
 
 def check_writable_dir(path: Path, what: str = "--output-dir") -> None:
@@ -335,8 +361,11 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
     summary = (
         f"{len(results)} cells in {grid.output_dir}: {len(results) - len(todo)} finished, {len(todo)} to run"
     )
+    revisions = other_revisions(results)
     if dry_run:
         print(summary)
+        if revisions:
+            print(revisions)
         for result in results:
             print(f"{'finished' if result.status != PENDING else 'to run  '}  {result.cell.path}")
         return results
@@ -345,6 +374,8 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
             "only %d seed(s): intervals will be wide and paired tests weak; use 5 or more", len(grid.seeds)
         )
     logger.info(summary)
+    if revisions:
+        logger.warning(revisions)
     check_writable_dir(grid.output_dir, "output_dir")
     with GridLock(grid.output_dir) as lock, logging_redirect_tqdm():
         bar = tqdm(todo, unit="cell", smoothing=0, disable=not logger.isEnabledFor(logging.INFO) or not todo)

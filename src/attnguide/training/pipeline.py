@@ -29,6 +29,7 @@ from ..errors import AttnguideError
 from ..files import write_json
 from ..models import check_max_length, default_model_path, load_tokenizer, underlying_transformer
 from ..rundir import check_output_dir, checkpoint_step, fresh_partial, is_complete_run, partial_path, publish
+from ..source_revision import source_revision
 from .adapters import add_lora, parameter_counts
 from .callbacks import EpochToDataset, route_logs_to_stderr
 from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
@@ -66,8 +67,10 @@ def library_versions() -> dict[str, str]:
     import datasets
     import sklearn
 
+    revision = {"attnguide revision": value} if (value := source_revision()) else {}
     return {
         "attnguide": __version__,
+        **revision,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "transformers": transformers.__version__,
