@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import yaml
+
 from .errors import AttnguideError
 
 
@@ -79,3 +81,25 @@ def check_output_files(outputs: dict[str, Path], inputs: dict[str, str | None]) 
             raise AttnguideError(
                 f"{path}: {other} and {what} would be the same file; choose another --output"
             )
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with a repeated key instead of keeping its last value."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"repeated key {key!r}", key_node.start_mark
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> object:
+    """YAML read as ``yaml.safe_load`` reads it, except that a key repeated in one mapping raises a
+    ``yaml.YAMLError`` at its line: two ``output_dir:`` lines are a mistake, not a choice."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)

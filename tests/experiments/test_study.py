@@ -78,15 +78,22 @@ def test_the_seed_noise_band_is_the_baselines_spread(study) -> None:
         ("output_dir: o\ngrids: [a.yaml]\nseeds: 3\n", "unknown key 'seeds'"),
         ("output_dir: o\ngrids: [a.yaml]\nsplit: train\n", "split: expected auto, dev or test"),
         ("- a\n", "expected a mapping"),
+        ("output_dir: o\ngrids: [a.yaml]\n1: x\n", "unknown key 1;"),
+        ("output_dir: o\ngrids: [a.yaml]\ntitle: {a: 1}\n", "title: expected text, got {'a': 1}"),
+        ("output_dir: o\noutput_dir: p\ngrids: [a.yaml]\n", "s.yaml:2: not a readable YAML file (repeated"),
+        ("output_dir: afile/sub\ngrids: [a.yaml]\n", "afile is a file, not a directory"),
+        ('output_dir: o\ngrids: ["a\\0b.yaml"]\n', "no such grid file: a\\x00b.yaml"),
     ],
 )
 def test_bad_study_files_are_one_line(text, message, tmp_path, capsys, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "a.yaml").write_text("output_dir: x\n", encoding="utf-8")
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
     (tmp_path / "s.yaml").write_text(text, encoding="utf-8")
     assert main(["study", "--config", str(tmp_path / "s.yaml")]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml", "afile", "s.yaml"]  # nothing written
 
 
 def test_forest_refuses_what_is_not_a_grid_output(tmp_path, capsys) -> None:
@@ -101,6 +108,11 @@ def test_forest_refuses_what_is_not_a_grid_output(tmp_path, capsys) -> None:
 def test_only_names_a_grid_of_the_study(study, capsys) -> None:
     assert main(["study", "--config", str(study), "--only", "nope"]) == 2
     assert "--only nope: not a grid or tune of" in capsys.readouterr().err
+
+
+SETTING = {"id": "d/m/t/g", "data": "d", "setting": "g", "metric": "accuracy", "baseline": "d/m/t/none"}
+PAIRED = {"n": 2, "mean_diff": 0.01, "ci_low": 0.0, "ci_high": 0.02, "t_p": 0.5, "verdict": "tie"}
+SETTING = {**SETTING, "mean": 0.8, "std": 0.01, "vs_baseline": PAIRED}
 
 
 @pytest.mark.parametrize(
@@ -119,6 +131,19 @@ def test_only_names_a_grid_of_the_study(study, capsys) -> None:
                            "vs_baseline": None}]},
             "id 'x' is not a setting id",
         ),
+        ({"settings": [{**SETTING, "data": ["d"]}]}, "settings[0]: data: expected text, got ['d']"),
+        ({"settings": [{**SETTING, "baseline": ["x"]}]}, "settings[0]: baseline: expected text or null"),
+        (
+            {"settings": [{**SETTING, "vs_baseline": {**PAIRED, "t_p": "x"}}]},
+            "settings[0]: vs_baseline.t_p: expected a number or null, got 'x'",
+        ),
+        (
+            {"settings": [{**SETTING, "vs_baseline": {**PAIRED, "mean_diff": True}}]},
+            "vs_baseline.mean_diff: expected a number or null, got True",
+        ),
+        ({"settings": [SETTING], "cells": 5}, "cells: expected a list of cells"),
+        ({"settings": [SETTING], "cells": ["x"]}, "cells[0]: expected a mapping, got 'x'"),
+        ({"settings": [SETTING], "cells": [{"setting": "g", "seconds": "1"}]}, "cells[0]: seconds: expected"),
     ],
 )  # fmt: skip
 def test_forest_refuses_a_results_file_of_the_wrong_shape(results, message, tmp_path, capsys) -> None:
@@ -137,3 +162,5 @@ def test_a_study_whose_output_dir_is_a_file_is_refused_before_any_grid(study, ca
     )
     assert main(["-q", "study", "--config", str(study)]) == 2
     assert "output_dir: " in capsys.readouterr().err
+    assert main(["forest", str(study.parent / "out"), "--output-dir", str(study.parent / "afile" / "x")]) == 2
+    assert "--output-dir " in capsys.readouterr().err

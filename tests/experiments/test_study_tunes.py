@@ -179,12 +179,22 @@ def test_a_tune_made_on_other_data_is_not_used(nli, selection, tmp_path, caplog)
         ({"no_confirm": False, "seeds": 1}, "tunes[0] (t): seeds: expected a whole number >= 2"),
         ({"dev": None}, "tunes[0] (t): dev: expected a file name, got None"),
         ({"space": "nope.yaml"}, "tunes[0] (t): space: no such search-space file: nope.yaml"),
-        ({"space": "g.yaml"}, "space: g.yaml must fix guide_warmup_steps: 0"),
+        ({"space": "g.yaml"}, "tunes[0] (t): space: g.yaml: guides: 'none' is the baseline"),
+        ({"space_text": "guides: [pdg]\n"}, "space: space.yaml must fix guide_warmup_steps: 0"),
         ({"options": ["--epochs", "2"]}, "tunes[0] (t): options: --epochs is set by the study"),
         ({"options": "--pruner"}, "tunes[0] (t): options: expected a list of tune flags"),
         ({"train": "missing.jsonl"}, "tunes[0] (t): train: no such data file: missing.jsonl"),
         ({"second": {"name": "u"}}, "tunes[1] (u): grid: grid g already has a tune (one per grid)"),
         ({"second": {"grid": "h"}}, "tunes[1] (t): name: another tune is named 't'"),
+        ({"options": ["--bogus-flag", "1"]}, "tunes[0] (t): options: unrecognized arguments: --bogus-flag 1"),
+        ({"options": ["--trial", "5"]}, "tunes[0] (t): options: unrecognized arguments: --trial 5"),
+        ({"options": ["--pruner", "sometimes"]}, "tunes[0] (t): options: argument --pruner: invalid choice"),
+        ({"space_text": "guides: [pdg]\nbogus: 1\nguide_warmup_steps: 0\n"}, "unknown parameter 'bogus'"),
+        (
+            {"space_text": "guides: [pdg]\nguide_warmup_steps: false\n"},
+            "guide_warmup_steps: expected a whole",
+        ),
+        ({"space_text": "- pdg\n"}, "space: space.yaml: expected a mapping of parameters"),
     ],
 )
 def test_bad_tune_entries_are_one_line_and_nothing_is_written(
@@ -197,6 +207,9 @@ def test_bad_tune_entries_are_one_line_and_nothing_is_written(
         write_grid(tmp_path / "h.yaml", train=nli["train"], dev=nli["dev"], output_dir="unused")
         data["grids"].append(str(tmp_path / "h.yaml"))
         data["tunes"].append({**data["tunes"][0], **change.pop("second")})
+    if "space_text" in change:
+        (tmp_path / "space.yaml").write_text(change.pop("space_text"), encoding="utf-8")
+        data["tunes"][0]["space"] = "space.yaml"
     if "tunes" in change:
         data["tunes"] = change["tunes"]
     else:
@@ -205,6 +218,28 @@ def test_bad_tune_entries_are_one_line_and_nothing_is_written(
     assert main(["study", "--config", str(study)]) == 2
     err = capsys.readouterr().err
     assert message in err and str(study) in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_tune_refusing_its_data_stops_the_study_before_any_trial_or_grid(
+    nli, selection, tmp_path, capsys, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "garbage.jsonl").write_text("not json\n", encoding="utf-8")
+    study = write_study(tmp_path, nli, str(tmp_path / "garbage.jsonl"), "default")
+    assert main(["-q", "study", "--config", str(study)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"attnguide: error: {study}: tunes[0] (t): tune refused its input: ")
+    assert "garbage.jsonl:1" in err[-1] and not (tmp_path / "out").exists()  # no trial, no grid
+
+
+def test_every_grid_file_is_checked_before_the_first_grid_runs(nli, selection, tmp_path, capsys) -> None:
+    study = write_study(tmp_path, nli, selection, "default")
+    (tmp_path / "bad.yaml").write_text("sedes: [1]\n", encoding="utf-8")
+    data = yaml.safe_load(study.read_text(encoding="utf-8"))
+    study.write_text(yaml.safe_dump({**data, "grids": [*data["grids"], str(tmp_path / "bad.yaml")]}))
+    assert main(["-q", "study", "--config", str(study)]) == 2
+    assert "bad.yaml: unknown key 'sedes'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 
@@ -223,3 +258,8 @@ def test_forest_refuses_a_tuned_file_that_is_not_the_studys(nli, selection, tmp_
     assert main(["forest", str(tmp_path / "out" / "g"), "--output-dir", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert "tuned.json: not a tuned.json of attnguide study" in err and len(err.strip().splitlines()) == 1
+    for text in ("[1]", '{"a":', '{"x": "str"}'):  # the study itself reads it as carefully
+        (tmp_path / "out" / "g" / "tuned.json").write_text(text, encoding="utf-8")
+        assert main(["-q", "study", "--config", str(study), "--only", "g"]) == 2
+        err = capsys.readouterr().err
+        assert "tuned.json: not a tuned.json of attnguide study" in err and len(err.strip().splitlines()) == 1

@@ -141,19 +141,15 @@ def test_a_slot_two_workers_enqueued_runs_once(tmp_path) -> None:
     assert twin.number == 2 and twin.user_attrs["reason"] == "not run: trial 1 has its place in the plan"
 
 
-def test_a_study_whose_every_trial_fails_on_bad_data_exits_2(tiny_model_dir, nli, tmp_path, capsys) -> None:
+def test_bad_data_is_refused_once_before_the_search(tiny_model_dir, nli, tmp_path, capsys) -> None:
     rows = make_dataset(24, 1)
     write_jsonl(tmp_path / "bad.jsonl", [*rows[:5], {"premise": "x"}, *rows[5:]])
     argv = tune_args(tiny_model_dir, {**nli, "train": str(tmp_path / "bad.jsonl")}, tmp_path / "out")
     assert main([*argv, "--trials", "2"]) == 2
-    err = capsys.readouterr().err.splitlines()
-    assert err[-1] == (
-        "attnguide: error: no trial finished; trial 0 failed: "
-        f"{tmp_path / 'bad.jsonl'}:6: missing key 'sentence1' (record has: premise)"
-    )
-    assert [line for line in err if "error" in line or line.startswith("[W")] == [err[-1]]
-    assert [t.state.name for t in study_of(tmp_path / "out").trials] == ["FAIL", "FAIL"]
-    assert "missing key 'sentence1'" in (tmp_path / "out" / "report.md").read_text()
+    assert capsys.readouterr().err.splitlines() == [
+        f"attnguide: error: {tmp_path / 'bad.jsonl'}:6: missing key 'sentence1' (record has: premise)"
+    ]
+    assert not (tmp_path / "out").exists()  # no trial ran, nothing written
 
 
 def test_an_unexpected_error_in_a_trial_fails_it(tiny_model_dir, nli, tmp_path, monkeypatch, capsys) -> None:

@@ -8,6 +8,7 @@ answer at once; a command imports what it needs when it runs.
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import sys
@@ -21,18 +22,29 @@ logger = logging.getLogger("attnguide")
 COMMANDS = (train, evaluate, demo, analyze, compare, tune, study)
 
 
+class UsageError(AttnguideError):
+    """A command line the parser refuses; reported in one line with exit code 2."""
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """Usage errors as one line on stderr with exit code 2, like every other attnguide error."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"attnguide: error: {message} (see {self.prog} --help)\n")
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = _OneLineParser(prog="attnguide", description="Fine-tune encoders with attention guiding.")
+def build_parser(allow_abbrev: bool = True) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand; ``allow_abbrev=False`` refuses abbreviated flags,
+    for command lines that a program checks flag by flag (a study's tune options)."""
+    parser = _OneLineParser(
+        prog="attnguide", description="Fine-tune encoders with attention guiding.", allow_abbrev=allow_abbrev
+    )
     _add_global_options(parser, default=False)
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        parser_class=functools.partial(_OneLineParser, allow_abbrev=allow_abbrev),
+    )
     for command in COMMANDS:
         command.add_parser(sub)
     for command in sub.choices.values():  # also after the subcommand; there, unset unless given
@@ -56,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``attnguide`` console script; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-    except SystemExit as stop:  # --help, or a usage error already reported in one line
+    except SystemExit as stop:  # --help, --version
         return int(stop.code or 0)
+    except UsageError as error:
+        print(f"attnguide: error: {printable(str(error))}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(args.quiet)
     try:
@@ -65,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except AttnguideError as error:
         if args.debug:
             raise
-        print(f"attnguide: error: {error}", file=sys.stderr)
+        print(f"attnguide: error: {printable(str(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("attnguide: interrupted", file=sys.stderr)
@@ -73,3 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def printable(message: str) -> str:
+    """``message`` with control characters (a NUL or a newline from a file name, say) escaped, so
+    that an error stays one readable line."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)

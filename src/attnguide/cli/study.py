@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..experiments.study import Tune
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -52,23 +56,44 @@ def run_study(args: argparse.Namespace) -> int:
     from ..experiments.study import run_study as run
 
     study = read_study(args.config)
-    unfinished = run(study, args.only, args.report_only)
+    unfinished = run(study, args.only, args.report_only, check_tune=_check_tune)
     report = study.output_dir / "forest.md"
     if report.is_file():
         print(report.read_text(encoding="utf-8"))
     return 1 if unfinished else 0
 
 
+def _check_tune(tune: Tune, command: list[str]) -> None:
+    """A tune's command line as ``attnguide tune`` parses it (no abbreviated flags, so that none
+    reaches a setting the study sets), and its search space for the capture it asks for."""
+    from ..errors import AttnguideError
+    from ..experiments.tuning_space import SearchSpace
+    from . import UsageError, build_parser
+
+    try:
+        parsed = build_parser(allow_abbrev=False).parse_args(command)
+    except UsageError as error:
+        raise AttnguideError(f"{tune.where}: options: {error}") from None
+    try:
+        SearchSpace.from_file(tune.space, parsed.capture)
+    except AttnguideError as error:
+        raise AttnguideError(f"{tune.where}: space: {error}") from None
+
+
 def run_forest(args: argparse.Namespace) -> int:
     from ..errors import AttnguideError
     from ..experiments.forest import collect, write_forest
+    from ..experiments.runner import check_writable_dir
 
     if args.names and len(args.names) != len(args.grids):
         raise AttnguideError(f"--names: {len(args.names)} names for {len(args.grids)} grids")
     out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise AttnguideError(f"--output-dir {out}: exists and is not a directory")
+    check_writable_dir(out)
     rows = collect([Path(g) for g in args.grids], args.split, args.names)
+    if not rows:
+        raise AttnguideError(
+            f"no guided setting with a baseline in {', '.join(args.grids)}: nothing to plot yet"
+        )
     write_forest(rows, out, args.title)
     print((out / "forest.md").read_text(encoding="utf-8"))
     return 0

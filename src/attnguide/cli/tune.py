@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(args.output_dir)
 
     given = train_options(task, args)
+    # every trial reads these files: a bad line is refused once, here, not by each trial in turn
+    task.start(dataclasses.replace(given)).read()  # a copy: reading may fill in options (a label range)
 
     def trial_options(guide: dict[str, Any], seed: int, folder: Path) -> Any:
         """The options of one trial: this command's, with the trial's guide settings, seed and folder."""

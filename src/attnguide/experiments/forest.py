@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import AttnguideError
 from ..files import atomic_path, write_text
@@ -83,6 +84,7 @@ def _read(path: Path) -> dict:
             raise AttnguideError(f"{file}: {split}: expected a list of settings")
         for index, entry in enumerate(entries):
             _check_setting(file, f"{split}[{index}]", entry)
+    _check_cells(file, data.get("cells", []))
     return data
 
 
@@ -107,6 +109,55 @@ def _check_setting(file: Path, where: str, entry: object) -> None:
         raise AttnguideError(
             f"{file}: {where}: id {entry['id']!r} is not a setting id DATA/MODEL/TRAINING/GUIDE"
         )
+    paired = entry["vs_baseline"] or {}
+    expected = {
+        **{key: (str,) for key in ("data", "setting", "metric")},
+        "baseline": (str, type(None)),
+        **{key: _NUMBER for key in ("mean", "std")},
+        **{f"vs_baseline.{key}": _NUMBER for key in ("mean_diff", "ci_low", "ci_high", "t_p")},
+        "vs_baseline.n": (int,),
+        "vs_baseline.verdict": (str,),
+    }
+    for key, types in expected.items():
+        holder, name = (paired, key.split(".", 1)[1]) if key.startswith("vs_baseline.") else (entry, key)
+        if name in holder and not _is(holder[name], types):
+            raise AttnguideError(f"{file}: {where}: {key}: expected {_kind(types)}, got {holder[name]!r}")
+
+
+_NUMBER = (int, float, type(None))
+
+
+def _is(value: object, types: tuple[type, ...]) -> bool:
+    """``isinstance``, with booleans counted as no number (JSON true is not a p-value)."""
+    return isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+
+
+def _kind(types: tuple[type, ...]) -> str:
+    names = {str: "text", int: "a whole number", float: "a number", dict: "a mapping", type(None): "null"}
+    shown = [t for t in types if not (t is int and float in types)]  # "a number" covers whole ones
+    return " or ".join(names[t] for t in shown)
+
+
+def _check_cells(file: Path, cells: object) -> None:
+    """The ``cells`` list of a results.json has what the forest reads, or a one-line error names it."""
+    if not isinstance(cells, list):
+        raise AttnguideError(f"{file}: cells: expected a list of cells")
+    for index, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            raise AttnguideError(f"{file}: cells[{index}]: expected a mapping, got {cell!r}")
+        problems = [
+            ("setting", cell.get("setting"), isinstance(cell.get("setting"), str), "text"),
+            (
+                "metrics",
+                cell.get("metrics"),
+                isinstance(cell.get("metrics"), (dict, type(None))),
+                "a mapping",
+            ),
+            ("seconds", cell.get("seconds"), _is(cell.get("seconds"), _NUMBER), "a number or null"),
+        ]
+        for key, value, fine, expected in problems:
+            if not fine and (key != "setting" or cell.get("status") == "finished"):
+                raise AttnguideError(f"{file}: cells[{index}]: {key}: expected {expected}, got {value!r}")
 
 
 TUNED_FILE = "tuned.json"
@@ -114,18 +165,28 @@ TUNED_FILE = "tuned.json"
 (each with its tune and guide setting), shown as the arm ``tuned (<setting>)``."""
 
 
-def _tuned(path: Path) -> set[str]:
-    """The setting ids of a grid's tuned arms (``TUNED_FILE``; none without one)."""
-    file = (path if path.is_dir() else path.parent) / TUNED_FILE
+def read_tuned(file: Path) -> dict[str, dict[str, Any]]:
+    """A grid folder's ``TUNED_FILE``: setting id -> its tune's name and guide setting (empty
+    without one), or a one-line error naming the file."""
     if not file.is_file():
-        return set()
+        return {}
     try:
         tuned = json.loads(file.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise AttnguideError(f"{file}: not a {TUNED_FILE} of attnguide study ({error})") from None
-    if not isinstance(tuned, dict):
-        raise AttnguideError(f"{file}: not a {TUNED_FILE} of attnguide study (expected a mapping)")
-    return set(tuned)
+    if not isinstance(tuned, dict) or not all(
+        isinstance(v, dict) and isinstance(v.get("tune"), str) and isinstance(v.get("guide"), dict)
+        for v in tuned.values()
+    ):
+        raise AttnguideError(
+            f"{file}: not a {TUNED_FILE} of attnguide study (expected setting id: {{tune, guide}} entries)"
+        )
+    return tuned
+
+
+def _tuned(path: Path) -> set[str]:
+    """The setting ids of a grid's tuned arms (``TUNED_FILE``; none without one)."""
+    return set(read_tuned((path if path.is_dir() else path.parent) / TUNED_FILE))
 
 
 def _grid_rows(name: str, data: dict, split: str, tuned: set[str]) -> list[dict]:

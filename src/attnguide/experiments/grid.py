@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from ..errors import AttnguideError, DataError
+from ..files import load_yaml
 from ..guiding.config import PROFILE_KINDS, SCOPES, GuideConfig, parse_guides, parse_layers
 from ..guiding.registry import GuideSetting, guide_settings, setting_owner
 from ..tasks import TASKS, get_task
@@ -210,7 +211,7 @@ def read_grid_file(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise DataError(path, f"cannot read the grid file ({error.strerror or error})") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]

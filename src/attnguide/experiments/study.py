@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -31,13 +32,14 @@ from typing import Any
 import yaml
 
 from ..errors import AttnguideError
-from ..files import write_json
+from ..files import load_yaml, write_json
 from ..guiding.config import GuideConfig
 from ..rundir import file_sha256
 from ..tasks import TASKS, get_task
 from ..tasks.readers import Columns
-from .forest import TUNED_FILE, collect, write_forest
+from .forest import TUNED_FILE, collect, read_tuned, write_forest
 from .grid import ADAPTER_KEYS, TRAINING_KEYS, Cell, Grid, build_grid, guide_keys, swept_guide_settings
+from .runner import check_writable_dir
 
 logger = logging.getLogger("attnguide")
 
@@ -87,14 +89,17 @@ def read_study(path: str | Path) -> Study:
     directory."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AttnguideError(f"{path}: study file not found") from None
     except (yaml.YAMLError, UnicodeDecodeError, IsADirectoryError) as error:
-        raise AttnguideError(f"{path}: not a readable YAML file ({str(error).splitlines()[0]})") from None
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise AttnguideError(f"{where}: not a readable YAML file ({problem})") from None
     if not isinstance(data, dict):
         raise AttnguideError(f"{path}: expected a mapping with keys {', '.join(STUDY_KEYS)}")
-    unknown = sorted(set(data) - set(STUDY_KEYS))
+    unknown = sorted(set(data) - set(STUDY_KEYS), key=str)
     if unknown:
         raise AttnguideError(f"{path}: unknown key {unknown[0]!r}; expected {', '.join(STUDY_KEYS)}")
     output_dir, grids = data.get("output_dir"), data.get("grids")
@@ -109,13 +114,15 @@ def read_study(path: str | Path) -> Study:
     stems = [f.stem for f in files]
     if len(set(stems)) != len(stems):
         raise AttnguideError(f"{path}: grids: two grid files share a name; each needs its own folder")
-    if Path(output_dir).exists() and not Path(output_dir).is_dir():
-        raise AttnguideError(f"{path}: output_dir: {output_dir} exists and is not a directory")
+    check_writable_dir(Path(output_dir), f"{path}: output_dir:")
+    title = data.get("title")
+    if title is not None and not isinstance(title, (str, int, float)):
+        raise AttnguideError(f"{path}: title: expected text, got {title!r}")
     split = data.get("split", "auto")
     if split not in ("auto", "dev", "test"):
         raise AttnguideError(f"{path}: split: expected auto, dev or test, got {split!r}")
     tunes = _read_tunes(path, data.get("tunes", []), stems)
-    return Study(path, Path(output_dir), str(data.get("title") or path.stem), files, split, tunes)
+    return Study(path, Path(output_dir), str(title or path.stem), files, split, tunes)
 
 
 def _read_tunes(path: Path, entries: Any, grids: Sequence[str]) -> tuple[Tune, ...]:
@@ -202,26 +209,36 @@ def _set_by_study() -> set[str]:
 
 
 def _check_space(where: str, space: Path) -> None:
-    """The search space must fix the guide warm-up at 0 steps: a grid's guide setting has none."""
+    """The search space must be one ``tune`` reads and fix the guide warm-up at 0 steps: a grid's
+    guide setting has none."""
+    from .tuning_space import SearchSpace
+
+    if space.is_dir():
+        raise AttnguideError(f"{where}: space: {space} is a directory, not a search-space file")
+    if not space.exists():
+        raise AttnguideError(f"{where}: space: no such search-space file: {space}")
     try:
-        loaded = yaml.safe_load(space.read_text(encoding="utf-8"))
-    except OSError:
-        raise AttnguideError(f"{where}: space: no such search-space file: {space}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as error:
-        raise AttnguideError(
-            f"{where}: space: {space}: not valid YAML ({str(error).splitlines()[0]})"
-        ) from None
-    warmup = loaded.get("guide_warmup_steps") if isinstance(loaded, dict) else None
-    if warmup not in (0, [0]):
+        loaded = SearchSpace.from_file(space)
+    except AttnguideError as error:
+        raise AttnguideError(f"{where}: space: {error}") from None
+    warmup = loaded.params["guide_warmup_steps"] if "guide_warmup_steps" in loaded.given else None
+    if warmup != [0]:
         raise AttnguideError(
             f"{where}: space: {space} must fix guide_warmup_steps: 0 (a grid's guide setting has no "
             f"warm-up), got {warmup!r}"
         )
 
 
-def run_study(study: Study, only: Sequence[str] = (), report_only: bool = False) -> int:
+def run_study(
+    study: Study,
+    only: Sequence[str] = (),
+    report_only: bool = False,
+    check_tune: Callable[[Tune, list[str]], None] | None = None,
+) -> int:
     """Run the study's tunes and grids (those named in ``only``, else all; each tune before its
-    grid), then write its report; returns the number of cells and tunes not finished."""
+    grid), then write its report; returns the number of cells and tunes not finished. Every grid
+    file and tune command is checked first (``check_tune``: the command line's own check, which
+    raises on a flag ``tune`` would refuse), so bad input stops the study before anything runs."""
     from .results import FINISHED
     from .runner import run_grid
 
@@ -236,7 +253,12 @@ def run_study(study: Study, only: Sequence[str] = (), report_only: bool = False)
         return 0
     grids = [g for g in study.grids if not only or g.stem in only]
     tunes = [t for t in study.tunes if not only or t.label in only]
-    commands = {t.name: tune_args(study, t) for t in tunes}  # checked before anything runs
+    for grid_file in grids:  # every grid file checked before anything runs, not at its turn
+        _study_grid(study, grid_file)
+    commands = {t.name: tune_args(study, t) for t in tunes}
+    for tune in tunes:
+        if check_tune is not None:
+            check_tune(tune, commands[tune.name])
     unfinished = 0
     for grid_file in study.grids:
         tune = next((t for t in study.tunes if t.grid == grid_file.stem), None)
@@ -306,6 +328,10 @@ def _run_tune(study: Study, tune: Tune, args: list[str]) -> None:
     from .runner import ATTNGUIDE
 
     folder = study.tune_dir(tune)
+    made = folder  # the outermost folder this call creates, removed again if the tune refuses its input
+    while not made.parent.exists():
+        made = made.parent
+    new = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     log = folder / "tune.log"
     logger.info("tune %s: %d trials for grid %s (log: %s)", tune.name, tune.trials, tune.grid, log)
@@ -313,11 +339,15 @@ def _run_tune(study: Study, tune: Tune, args: list[str]) -> None:
         code = subprocess.run(
             [*ATTNGUIDE, "-q", *args], stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT
         ).returncode
-    if code != 0:
-        lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        logger.warning(
-            "tune %s stopped: %s (log: %s)", tune.name, lines[-1] if lines else f"exit code {code}", log
-        )
+    if code == 0:
+        return
+    lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    last = lines[-1].removeprefix("attnguide: error: ") if lines else f"exit code {code}"
+    if code == 2:  # refused its input before any trial: the study stops, as for its own bad input
+        if new and [p.name for p in folder.iterdir()] == ["tune.log"]:
+            shutil.rmtree(made)
+        raise AttnguideError(f"{tune.where}: tune refused its input: {last}")
+    logger.warning("tune %s stopped: %s (log: %s)", tune.name, last, log)
 
 
 def tuned_guide(study: Study, tune: Tune) -> tuple[dict[str, Any] | None, str]:
@@ -367,7 +397,7 @@ def _with_tuned_arm(study: Study, grid: Grid, grid_file: Path, tune: Tune, guide
     arm, known = arms[0], {c.path for c in grid.cells}
     cells = [*grid.cells, *(c for c in arms if c.path not in known)]
     record = study.grid_dir(grid_file) / TUNED_FILE
-    tuned = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else {}
+    tuned = read_tuned(record)
     earlier = [sid for sid, t in tuned.items() if t["tune"] == tune.name]  # the latest last
     if earlier and earlier[-1] != arm.setting_id:
         logger.warning(

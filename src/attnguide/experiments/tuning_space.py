@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from ..errors import AttnguideError, DataError
+from ..files import load_yaml
 from ..guiding.config import SCOPES, parse_guides, parse_layers
 from ..guiding.registry import GUIDES, guide_settings, setting_owner
 
@@ -69,7 +70,7 @@ class SearchSpace:
         space: dict[str, Any] = default_space(capture)
         if path is not None:
             try:
-                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+                loaded = load_yaml(Path(path).read_text(encoding="utf-8"))
             except OSError as error:
                 raise DataError(path, f"cannot read the search space ({error.strerror or error})") from None
             except yaml.YAMLError as error:
