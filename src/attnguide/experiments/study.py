@@ -343,7 +343,7 @@ def _run_tune(study: Study, tune: Tune, args: list[str]) -> None:
         return
     lines = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
     last = lines[-1].removeprefix("attnguide: error: ") if lines else f"exit code {code}"
-    if code == 2:  # refused its input before any trial: the study stops, as for its own bad input
+    if code == 2:  # refused its input (up front, or after every trial failed on it): the study stops
         if new and [p.name for p in folder.iterdir()] == ["tune.log"]:
             shutil.rmtree(made)
         raise AttnguideError(f"{tune.where}: tune refused its input: {last}")
