@@ -91,6 +91,13 @@ def _read(path: Path) -> dict:
 SETTING_KEYS = ("id", "data", "setting", "metric", "baseline", "vs_baseline")
 PAIRED_KEYS = ("n", "mean_diff", "ci_low", "ci_high", "t_p", "verdict")
 
+_NUMBER = (int, float, type(None))
+SETTING_TYPES = {"data": (str,), "setting": (str,), "metric": (str,), "baseline": (str, type(None))}
+SETTING_TYPES |= {"mean": _NUMBER, "std": _NUMBER}
+PAIRED_TYPES = {key: _NUMBER for key in ("mean_diff", "ci_low", "ci_high", "t_p")}
+PAIRED_TYPES |= {"n": (int,), "verdict": (str,)}
+CELL_TYPES = {"metrics": (dict, type(None)), "seconds": _NUMBER}
+
 
 def _check_setting(file: Path, where: str, entry: object) -> None:
     """One setting of a results.json has what the forest reads, or a one-line error names it."""
@@ -109,22 +116,15 @@ def _check_setting(file: Path, where: str, entry: object) -> None:
         raise AttnguideError(
             f"{file}: {where}: id {entry['id']!r} is not a setting id DATA/MODEL/TRAINING/GUIDE"
         )
-    paired = entry["vs_baseline"] or {}
-    expected = {
-        **{key: (str,) for key in ("data", "setting", "metric")},
-        "baseline": (str, type(None)),
-        **{key: _NUMBER for key in ("mean", "std")},
-        **{f"vs_baseline.{key}": _NUMBER for key in ("mean_diff", "ci_low", "ci_high", "t_p")},
-        "vs_baseline.n": (int,),
-        "vs_baseline.verdict": (str,),
-    }
-    for key, types in expected.items():
-        holder, name = (paired, key.split(".", 1)[1]) if key.startswith("vs_baseline.") else (entry, key)
-        if name in holder and not _is(holder[name], types):
-            raise AttnguideError(f"{file}: {where}: {key}: expected {_kind(types)}, got {holder[name]!r}")
-
-
-_NUMBER = (int, float, type(None))
+    for holder, prefix, types in (
+        (entry, "", SETTING_TYPES),
+        (entry["vs_baseline"] or {}, "vs_baseline.", PAIRED_TYPES),
+    ):
+        for key, allowed in types.items():
+            if key in holder and not _is(holder[key], allowed):
+                raise AttnguideError(
+                    f"{file}: {where}: {prefix}{key}: expected {_kind(allowed)}, got {holder[key]!r}"
+                )
 
 
 def _is(value: object, types: tuple[type, ...]) -> bool:
@@ -145,19 +145,12 @@ def _check_cells(file: Path, cells: object) -> None:
     for index, cell in enumerate(cells):
         if not isinstance(cell, dict):
             raise AttnguideError(f"{file}: cells[{index}]: expected a mapping, got {cell!r}")
-        problems = [
-            ("setting", cell.get("setting"), isinstance(cell.get("setting"), str), "text"),
-            (
-                "metrics",
-                cell.get("metrics"),
-                isinstance(cell.get("metrics"), (dict, type(None))),
-                "a mapping",
-            ),
-            ("seconds", cell.get("seconds"), _is(cell.get("seconds"), _NUMBER), "a number or null"),
-        ]
-        for key, value, fine, expected in problems:
-            if not fine and (key != "setting" or cell.get("status") == "finished"):
-                raise AttnguideError(f"{file}: cells[{index}]: {key}: expected {expected}, got {value!r}")
+        types = {"setting": (str,)} | CELL_TYPES if cell.get("status") == "finished" else CELL_TYPES
+        for key, allowed in types.items():
+            if not _is(cell.get(key), allowed):
+                raise AttnguideError(
+                    f"{file}: cells[{index}]: {key}: expected {_kind(allowed)}, got {cell.get(key)!r}"
+                )
 
 
 TUNED_FILE = "tuned.json"
