@@ -81,10 +81,16 @@ def test_kill_mid_epoch_then_resume_matches_uninterrupted(tiny_model_dir, data, 
     assert (partial / "checkpoint-16").is_dir() and not (
         partial / "checkpoint-16" / "trainer_state.json"
     ).exists()
+    # each checkpoint records the seconds spent up to it; the resumed run counts them in its cost
+    before = json.loads((partial / "checkpoint-12" / "attnguide-seconds.json").read_text())["seconds"]
+    assert before > 0
     assert main([*argv, "--resume"]) == 0
     resumed = json.loads((out / "metrics.json").read_text())
     expected = json.loads((whole / "metrics.json").read_text())
-    assert json.loads((out / "run.json").read_text())["resumed_from"].endswith("checkpoint-12")
+    run = json.loads((out / "run.json").read_text())
+    assert run["resumed_from"].endswith("checkpoint-12")
+    assert run["seconds_before_resuming"] == before and run["seconds"] > before
+    assert json.loads((whole / "run.json").read_text())["seconds_before_resuming"] is None
     assert resumed.keys() == expected.keys()
     for key, value in expected.items():
         assert f"{resumed[key]:.6g}" == f"{value:.6g}", key

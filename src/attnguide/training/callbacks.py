@@ -1,12 +1,18 @@
-"""Trainer callbacks: training logs as readable lines on stderr, never on stdout; the epoch to the dataset."""
+"""Trainer callbacks: training logs as readable lines on stderr, never on stdout; the epoch to the
+dataset; the seconds a run has trained, carried across its checkpoints."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
+from pathlib import Path
 
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+from ..files import write_json
 
 logger = logging.getLogger("attnguide")
 
@@ -63,3 +69,33 @@ class EpochToDataset(TrainerCallback):
 
     def on_epoch_begin(self, args, state, control, **kwargs):
         self.dataset.set_epoch(int(state.epoch + 1e-9))
+
+
+class RunClock(TrainerCallback):
+    """The seconds a run has taken over all its attempts, so that a resumed run reports its whole cost.
+
+    Each checkpoint records the seconds spent up to it in ``attnguide-seconds.json``; a run resumed
+    from that checkpoint starts its clock there. Time an interrupted attempt spent after its last
+    checkpoint is lost work and is not counted. A checkpoint without the file (written by an older
+    attnguide, or killed between the Trainer's files and this one) counts as 0 seconds before.
+    """
+
+    FILE = "attnguide-seconds.json"
+
+    def __init__(self, resumed_from: Path | None, started: float) -> None:
+        self.started = started  # time.time() when the attempt began, before loading and checks
+        self.before = 0.0
+        if resumed_from is not None:
+            try:
+                self.before = float(json.loads((resumed_from / self.FILE).read_text("utf-8"))["seconds"])
+            except (OSError, ValueError, KeyError, TypeError):
+                logger.info("%s: no record of its seconds; counting this attempt only", resumed_from)
+
+    def seconds(self) -> float:
+        """Seconds before the checkpoint resumed from plus this attempt's."""
+        return self.before + time.time() - self.started
+
+    def on_save(self, args, state, control, **kwargs):
+        checkpoint = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if state.is_world_process_zero and checkpoint.is_dir():
+            write_json(checkpoint / self.FILE, {"seconds": round(self.seconds(), 1)})

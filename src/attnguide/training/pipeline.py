@@ -31,7 +31,7 @@ from ..models import check_max_length, default_model_path, load_tokenizer, under
 from ..rundir import check_output_dir, checkpoint_step, fresh_partial, is_complete_run, partial_path, publish
 from ..source_revision import source_revision
 from .adapters import add_lora, parameter_counts
-from .callbacks import EpochToDataset, route_logs_to_stderr
+from .callbacks import EpochToDataset, RunClock, route_logs_to_stderr
 from .checkpoints import drop_incomplete_checkpoints, newest_complete_checkpoint
 from .options import TrainOptions, newer_settings
 from .selection import BestCheckpoint
@@ -179,6 +179,8 @@ def run_training(options: TrainOptions, task: TrainingRun, callbacks: Sequence[A
         model=model, args=args, setup=setup, tokenizer=tokenizer, options=options
     )
     route_logs_to_stderr(trainer)
+    clock = RunClock(resume_from, started)
+    trainer.add_callback(clock)
     for callback in callbacks:
         trainer.add_callback(callback)
     if hasattr(setup.dataset, "set_epoch"):  # data drawn per epoch (listwise negatives)
@@ -235,7 +237,8 @@ def run_training(options: TrainOptions, task: TrainingRun, callbacks: Sequence[A
                 **task.record(),
                 "versions": {**library_versions(), **task.versions()},
                 "device": str(args.device),
-                "seconds": round(time.time() - started, 1),
+                "seconds": round(clock.seconds(), 1),
+                "seconds_before_resuming": round(clock.before, 1) if resume_from else None,
             },
         )
         (partial / "settings.json").unlink()  # only needed to resume; run.json records every setting
