@@ -4,7 +4,8 @@ A study file names its output directory and its grids (``compare`` grid files); 
 ``OUTPUT/<grid file's stem>/`` with ``compare``'s resumability (finished cells are kept, an
 interrupted one resumes from its checkpoint), and after every grid the study's forest table and plot
 are made again from every grid's results on disk. Workers share a study by taking different grids
-(``--only``); two on one grid wait for each other through the grid's lock.
+(``--only``); a second worker on a grid another is running stops at once (exit 2, naming the other
+through the grid's lock) and takes no cell of it.
 
 A study may also list ``tunes:``, each an ``attnguide tune`` that chooses a guide setting for one of
 its grids on a selection split (the grid's model, data layout and training settings, the entry's
