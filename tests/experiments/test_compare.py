@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
+import logging
 import os
+import shutil
 import signal
-import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -388,49 +390,108 @@ def test_failed_test_evaluations_give_exit_code_1(finished_grid, nli, monkeypatc
     assert "0/6 (6 failed)" in capsys.readouterr().out
 
 
-def test_a_second_compare_on_the_same_output_is_refused(finished_grid) -> None:
+def train_stub(monkeypatch, grid, seconds: float = 0.0) -> list[tuple[str, str]]:
+    """Replace the training subprocess: record (thread, cell) and write the finished run after
+    ``seconds``, as ``attnguide train`` would."""
+    cells = {str(run_dir(grid, cell)): cell for cell in grid.cells}
+    calls: list[tuple[str, str]] = []
+
+    def run(args: list[str], log: Path, lock, what: str) -> str | None:
+        cell = cells[args[args.index("--output-dir") + 1]]
+        calls.append((threading.current_thread().name, cell.path))
+        time.sleep(seconds)
+        fake_run(grid, cell, 0.8)
+        return None
+
+    monkeypatch.setattr("attnguide.experiments.runner._run_attnguide", run)
+    return calls
+
+
+def test_workers_share_a_grid_each_cell_trained_once(finished_grid, monkeypatch) -> None:
+    """Two compares on one grid (one per GPU, say) take the cells nobody holds, each cell is trained
+    by one of them, and both end with the complete report."""
     grid, _ = finished_grid
-    with open(grid.output_dir / ".compare.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        with pytest.raises(AttnguideError, match="another attnguide compare"):
-            run_grid(grid)
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": None}
-        handle.write(json.dumps({**holder, "worker": 12345, "doing": "training x/seed1"}))
-        handle.flush()  # a live compare that says who it is and what it runs
-        with pytest.raises(AttnguideError, match=rf"\(pid {os.getpid()} on .*process 12345: training x"):
-            run_grid(grid)
+    for cell in grid.cells[::2]:  # 9 cells to run
+        shutil.rmtree(run_dir(grid, cell))
+    calls = train_stub(monkeypatch, grid, seconds=0.2)
+    ended: dict[str, list[str]] = {}
+
+    def worker() -> None:
+        ended[threading.current_thread().name] = [r.status for r in run_grid(grid)]
+
+    threads = [threading.Thread(target=worker, name=f"worker-{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    trained = [path for _, path in calls]
+    assert sorted(trained) == sorted(c.path for c in grid.cells[::2])  # each once
+    assert {name for name, _ in calls} == {"worker-0", "worker-1"}  # both did some
+    assert ended == {name: ["finished"] * 18 for name in ("worker-0", "worker-1")}
+    report = json.loads((grid.output_dir / "results.json").read_text())
+    assert [c["status"] for c in report["cells"]] == ["finished"] * 18
 
 
 HOLDER = """
 import fcntl, json, os, socket, sys, time
 fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
 fcntl.flock(fd, fcntl.LOCK_EX)
-holder = {"pid": int(sys.argv[2]), "host": socket.gethostname(), "started": None}
+holder = {"pid": int(sys.argv[2]), "host": socket.gethostname()}
 holder.update(worker=os.getpid(), doing="training x/seed1")
 os.pwrite(fd, json.dumps(holder).encode(), 0)
 print("locked", flush=True)
-time.sleep(1)
+for _ in range(600):  # until the test says so (at most a minute)
+    if os.path.exists(sys.argv[3]):
+        break
+    time.sleep(0.1)
 """
 
 
+class ReleaseWhenWaiting(logging.Handler):
+    """Create ``release`` (which ends HOLDER) once compare says it waits: the wait is then certain."""
+
+    def __init__(self, release: Path) -> None:
+        super().__init__()
+        self.trigger = release
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for" in record.getMessage():
+            self.trigger.touch()
+
+
 def test_a_compare_run_again_after_a_kill_waits_for_what_the_killed_one_left_running(
-    finished_grid, caplog
+    finished_grid, monkeypatch, caplog
 ) -> None:
-    """The compare that took the lock is gone, a run it started still holds it: wait for that run
-    (it finishes or leaves a resumable cell) instead of refusing or racing it."""
+    """The compare that claimed a cell is gone, a run it started still holds the claim: the other
+    cells go on, then the compare waits for that run instead of racing it, and trains the cell only
+    if the run left it unfinished."""
     grid, _ = finished_grid
+    left, other = grid.cells[0], grid.cells[1]
+    shutil.rmtree(run_dir(grid, left))
+    shutil.rmtree(run_dir(grid, other))
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True)
     dead_pid = int(gone.stdout)
+    release = Path(grid.source).parent / "release"
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(grid.output_dir / ".compare.lock"), str(dead_pid)],
+        [sys.executable, "-c", HOLDER, str(runner.claim_path(grid, left)), str(dead_pid), str(release)],
         stdout=subprocess.PIPE,
         text=True,
     )
     assert holder.stdout.readline() == "locked\n"
-    results = run_grid(grid)
-    assert holder.poll() is not None  # the lock came only once the holder had ended
+    calls = train_stub(monkeypatch, grid)
+    caplog.set_level(logging.INFO, logger="attnguide")
+    handler = ReleaseWhenWaiting(release)
+    logging.getLogger("attnguide").addHandler(handler)
+    try:
+        results = run_grid(grid)
+    finally:
+        logging.getLogger("attnguide").removeHandler(handler)
+        release.touch()
+    assert holder.poll() is not None  # the claim came only once the holder had ended
+    assert [path for _, path in calls] == [other.path, left.path]  # the free cell first
     assert [r.status for r in results] == ["finished"] * 18
-    assert f"an earlier attnguide compare (pid {dead_pid}) started, process {holder.pid}" in caplog.text
+    assert f"waiting for attnguide compare pid {dead_pid} on" in caplog.text
+    assert f"process {holder.pid}: training x/seed1" in caplog.text
 
 
 # --- real grids: training subprocesses on the tiny model -------------------------------------------

@@ -6,10 +6,14 @@ with the last line of its log and the grid goes on, and a killed grid leaves at 
 continues from its last checkpoint (``train --resume``) or replaces. A cell whose run directory
 holds ``run.json`` and ``metrics.json`` is finished and never run again; if that run was made with
 other settings than the cell asks for (another data file content, say) the grid stops before
-running anything rather than mix the two. A lock on the output directory (``GridLock``), inherited
-by the training processes, keeps a second ``compare`` out while any of them still runs; a
-``compare`` started again after one was killed waits for the processes the killed one left behind
-(a run still training, or one still exiting) instead of racing them for the same cell.
+running anything rather than mix the two.
+
+Several ``compare`` processes (one per GPU, say) share a grid: each cell is claimed by a lock
+beside its run directory (``.seedN.lock``), inherited by the training process, so a worker takes
+the cells nobody holds and leaves the others to whoever holds them. Once it has none left to take,
+it waits for the cells still held (by another worker, or by a run that a killed ``compare`` left
+running) and trains any that ended unfinished; then, one worker at a time under the grid's lock
+(``.compare.lock``), it evaluates on test and writes the complete report.
 """
 
 from __future__ import annotations
@@ -152,107 +156,63 @@ ATTNGUIDE = (sys.executable, "-m", "attnguide")
 """The command that runs a cell: ``attnguide`` under this Python."""
 
 LOCK_FILE = ".compare.lock"
+"""The grid's lock, held while the test evaluations and the complete report are made."""
 
 
-def _process_state(pid: int) -> tuple[str, str] | None:
-    """(state letter, start time in clock ticks) of a Linux process from ``/proc``; None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state is field 3, start time 22
-    return fields[0], fields[19]
+def claim_path(grid: Grid, cell: Cell) -> Path:
+    """The lock file by which a worker claims a cell: ``.seedN.lock`` beside its run directory."""
+    folder = run_dir(grid, cell)
+    return folder.parent / f".{folder.name}.lock"
 
 
-def _running(pid: int, started: str | None) -> bool:
-    """Whether process ``pid`` runs (not a zombie) and is the one that started at ``started``."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    state = _process_state(pid)
-    if state is None:  # no /proc: the process exists, that is all we know
-        return True
-    return state[0] not in "ZX" and (started is None or state[1] == started)
+class WorkLock:
+    """An exclusive lock on one file (a cell's claim, or the grid's), held by ``compare`` and inherited
+    by the process it starts for it, so that it stays held until both have ended: a run that a killed
+    ``compare`` left training keeps its cell. The file says who holds it, for messages."""
 
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
-class GridLock:
-    """An exclusive lock on a grid's output directory, held by ``compare`` and inherited by every
-    process it starts, so that it stays held until the last of them ends.
-
-    The lock file says who holds it (``compare``'s pid and, while one runs, the pid of the training
-    or evaluation process and its cell), so that a second ``compare`` can tell a live one from the
-    processes a killed one left behind.
-    """
-
-    def __init__(self, output_dir: Path) -> None:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        self.path = output_dir / LOCK_FILE
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+    def take(self, wait: bool = False) -> bool:
+        """Take the lock (waiting for it where ``wait``); whether it was taken."""
         try:
-            self._acquire(output_dir)
-        except BaseException:
-            os.close(self.fd)
-            raise
-        self.record()
-
-    def _acquire(self, output_dir: Path) -> None:
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            pass
-        holder = self._holder()
-        here = socket.gethostname()
-        if holder is None or holder.get("host") != here or _running(holder["pid"], holder.get("started")):
-            who = "" if holder is None else f" (pid {holder['pid']} on {holder.get('host')}{_doing(holder)})"
-            raise AttnguideError(
-                f"{output_dir}: another attnguide compare{who}, or a run it started, is still working here"
-            )
-        # The compare that took the lock is gone; a process it started still holds the lock: a run
-        # left running when only compare was killed, or one still exiting after a kill. Its cell is
-        # finished or resumable once it ends, so wait rather than race it.
-        logger.warning(
-            "%s: waiting for the process that an earlier attnguide compare (pid %d) started%s to end; "
-            "stop it to go on at once",
-            output_dir,
-            holder["pid"],
-            _doing(holder),
-        )
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+            return False
+        self.record()
+        return True
 
-    def _holder(self) -> dict[str, Any] | None:
+    def holder(self) -> str:
+        """Who holds the lock, as its file says: ``pid N on HOST, process M: training CELL``."""
         try:
             holder = json.loads(os.pread(self.fd, 1 << 16, 0).decode("utf-8"))
         except ValueError:
-            return None
-        return holder if isinstance(holder, dict) and isinstance(holder.get("pid"), int) else None
+            holder = None
+        if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int):
+            return "another attnguide compare"
+        worker = holder.get("worker")
+        doing = f", process {worker}: {holder.get('doing')}" if worker is not None else ""
+        return f"attnguide compare pid {holder['pid']} on {holder.get('host')}{doing}"
 
     def record(self, worker: int | None = None, doing: str | None = None) -> None:
         """Say in the lock file who holds the lock, and which process works on what now."""
-        state = _process_state(os.getpid())
-        holder = {"pid": os.getpid(), "host": socket.gethostname(), "started": state and state[1]}
+        holder: dict[str, Any] = {"pid": os.getpid(), "host": socket.gethostname()}
         if worker is not None:
             holder.update(worker=worker, doing=doing)
         text = json.dumps(holder).encode("utf-8")
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, text, 0)
 
-    def __enter__(self) -> GridLock:
+    def __enter__(self) -> WorkLock:
         return self
 
     def __exit__(self, *exc: object) -> None:
         os.close(self.fd)
 
 
-def _doing(holder: dict[str, Any]) -> str:
-    worker = holder.get("worker")
-    return f", process {worker}: {holder.get('doing')}" if worker is not None else ""
-
-
-def _run_attnguide(args: list[str], log: Path, lock: GridLock, what: str) -> str | None:
+def _run_attnguide(args: list[str], log: Path, lock: WorkLock, what: str) -> str | None:
     """Run ``attnguide -q ARGS`` with its output in ``log``, recorded in the lock file as ``what``;
     the error line if it failed."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -281,7 +241,7 @@ def _run_attnguide(args: list[str], log: Path, lock: GridLock, what: str) -> str
     return next((line for line in reversed(lines) if line), f"exit code {code}")
 
 
-def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock: GridLock) -> CellResult:
+def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock: WorkLock) -> CellResult:
     from .results import FAILED, CellResult
 
     folder = run_dir(grid, cell)
@@ -295,7 +255,7 @@ def _train_cell(grid: Grid, cell: Cell, hashes: dict[str, str], lock: GridLock) 
     )
 
 
-def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock: GridLock) -> CellResult:
+def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock: WorkLock) -> CellResult:
     """Evaluate a finished cell on its data set's test file. The metrics are kept with the test file's
     and the trained run's hashes (``source.json``), and reused while both are unchanged."""
     from .results import FAILED, FINISHED, CellResult
@@ -326,7 +286,7 @@ def _test_cell(grid: Grid, trained: CellResult, hashes: dict[str, str], lock: Gr
 
 
 def _test_results(
-    grid: Grid, results: list[CellResult], hashes: dict[str, str], lock: GridLock
+    grid: Grid, results: list[CellResult], hashes: dict[str, str], lock: WorkLock
 ) -> list[CellResult]:
     """The chosen setting of each data set with a test file, and its baseline, evaluated on test."""
     from .results import FINISHED, analyse, best_on_dev
@@ -347,8 +307,9 @@ def _test_results(
 
 
 def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
-    """Run every cell not yet finished, then evaluate the dev choice on test; writes the report after
-    each cell. Returns the training cells' results, then the test evaluations'."""
+    """Run every cell not yet finished that no other worker holds, wait for those others hold, then
+    evaluate the dev choice on test; writes the report after each cell. Returns the training cells'
+    results, then the test evaluations'."""
     from tqdm import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -377,21 +338,62 @@ def run_grid(grid: Grid, dry_run: bool = False) -> list[CellResult]:
     if revisions:
         logger.warning(revisions)
     check_writable_dir(grid.output_dir, "output_dir")
-    with GridLock(grid.output_dir) as lock, logging_redirect_tqdm():
+    with logging_redirect_tqdm():
         bar = tqdm(todo, unit="cell", smoothing=0, disable=not logger.isEnabledFor(logging.INFO) or not todo)
+        held = []
         for index in bar:
-            cell = grid.cells[index]
-            bar.set_postfix_str(cell.path)
-            results[index] = _train_cell(grid, cell, hashes, lock)
-            _log(results[index])
-            write_report(grid, results)
-        test = _test_results(grid, results, hashes, lock)
-        write_report(grid, results, test)
-        for result in results:  # under the lock: no process of a compare works on these any more
-            if result.status == "finished":
-                for leftover in remove_leftovers(run_dir(grid, result.cell)):
-                    logger.info("removed %s, left by an interrupted attempt at a finished cell", leftover)
+            bar.set_postfix_str(grid.cells[index].path)
+            if not _take_cell(grid, results, index, hashes, wait=False):
+                held.append(index)
+        for index in held:  # every other cell is finished or failed: wait for these
+            _take_cell(grid, results, index, hashes, wait=True)
+        with WorkLock(grid.output_dir / LOCK_FILE) as lock:
+            lock.take(wait=True)  # one worker at a time evaluates on test and writes the complete report
+            _refresh(grid, results, hashes)
+            test = _test_results(grid, results, hashes, lock)
+            write_report(grid, results, test)
+            for result in results:
+                if result.status == "finished":
+                    _remove_leftovers(grid, result.cell)
     return results + test
+
+
+def _take_cell(grid: Grid, results: list[CellResult], index: int, hashes: dict[str, str], wait: bool) -> bool:
+    """Claim cell ``index`` and train it unless it has been finished meanwhile, then write the report;
+    False (nothing done) where another worker holds it and ``wait`` is not set. The report is written
+    under the claim, so that a worker waiting for this cell writes its complete report after this one."""
+    from .comparison_report import write_report
+
+    cell = grid.cells[index]
+    with WorkLock(claim_path(grid, cell)) as claim:
+        if not claim.take():
+            if not wait:
+                logger.info("%s: left to %s", cell.path, claim.holder())
+                return False
+            logger.info("%s: waiting for %s to end", cell.path, claim.holder())
+            claim.take(wait=True)
+        finished = finished_result(grid, cell, hashes)  # by the worker that held it
+        results[index] = finished or _train_cell(grid, cell, hashes, claim)
+        if finished is None:
+            _log(results[index])
+        _refresh(grid, results, hashes)
+        write_report(grid, results)
+    return True
+
+
+def _refresh(grid: Grid, results: list[CellResult], hashes: dict[str, str]) -> None:
+    """Count the cells that other workers have finished since they were last looked at."""
+    for index, result in enumerate(results):
+        if result.status != "finished":
+            results[index] = finished_result(grid, result.cell, hashes) or result
+
+
+def _remove_leftovers(grid: Grid, cell: Cell) -> None:
+    """Remove what interrupted attempts left beside a finished cell, unless a process still holds it."""
+    with WorkLock(claim_path(grid, cell)) as claim:
+        if claim.take():
+            for leftover in remove_leftovers(run_dir(grid, cell)):
+                logger.info("removed %s, left by an interrupted attempt at a finished cell", leftover)
 
 
 def _log(result: CellResult) -> None:

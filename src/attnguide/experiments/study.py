@@ -3,9 +3,10 @@
 A study file names its output directory and its grids (``compare`` grid files); each grid runs into
 ``OUTPUT/<grid file's stem>/`` with ``compare``'s resumability (finished cells are kept, an
 interrupted one resumes from its checkpoint), and after every grid the study's forest table and plot
-are made again from every grid's results on disk. Workers share a study by taking different grids
-(``--only``); a second worker on a grid another is running stops at once (exit 2, naming the other
-through the grid's lock) and takes no cell of it.
+are made again from every grid's results on disk. Several workers share a study as ``compare`` and
+``tune`` share their work: started alike, they take each grid's cells and each tune's trials
+between them (a worker that runs out of cells to take waits for the others' last ones before the
+grid's report); ``--only`` sends a worker to chosen grids and tunes.
 
 A study may also list ``tunes:``, each an ``attnguide tune`` that chooses a guide setting for one of
 its grids on a selection split (the grid's model, data layout and training settings, the entry's

@@ -143,9 +143,31 @@ def _wait_until_ready(study: Any) -> None:
         time.sleep(0.5)
 
 
-def worker_identity() -> dict[str, Any]:
-    from .runner import _process_state
+def _process_state(pid: int) -> tuple[str, str] | None:
+    """(state letter, start time in clock ticks) of a Linux process from ``/proc``; None where unknown."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) ": state is field 3, start time 22
+    return fields[0], fields[19]
 
+
+def _running(pid: int, started: str | None) -> bool:
+    """Whether process ``pid`` runs (not a zombie) and is the one that started at ``started``."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    state = _process_state(pid)
+    if state is None:  # no /proc: the process exists, that is all we know
+        return True
+    return state[0] not in "ZX" and (started is None or state[1] == started)
+
+
+def worker_identity() -> dict[str, Any]:
     state = _process_state(os.getpid())
     return {"host": socket.gethostname(), "pid": os.getpid(), "started": state and state[1]}
 
@@ -155,8 +177,6 @@ def fail_abandoned_trials(study: Any) -> int:
     worker process that no longer runs (counted in the result); on a database storage, one silent
     for ``GRACE_SECONDS`` (Optuna fails those and calls ``_retry_silent_trial``, which says so)."""
     import optuna
-
-    from .runner import _running
 
     here = socket.gethostname()
     failed = 0
