@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 import pytest
 from tiny import tiny_bert
+from transformers import TrainerState
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
@@ -418,13 +419,37 @@ def test_a_trial_behind_the_others_is_pruned_after_its_evaluation() -> None:
         )
     model = tiny_bert()
     model.set_attn_implementation("sdpa")
-    state = type("State", (), {"epoch": 1.0, "log_history": []})()
+    state = TrainerState(epoch=1.0, global_step=10, max_steps=30)
     good, bad = study.ask(), study.ask()
     report_evaluation(good, StubRun(0.95), "accuracy").on_evaluate(None, state, None, model=model)
     assert model.config._attn_implementation == "sdpa" and model.training  # left as training needs it
     with pytest.raises(optuna.TrialPruned):
         report_evaluation(bad, StubRun(0.1), "accuracy").on_evaluate(None, state, None, model=model)
     assert bad.user_attrs["reason"] == "pruned after epoch 1: dev accuracy 0.1000"
+    study.enqueue_trial({}, user_attrs={"baseline": True})  # the reference, run after the others
+    baseline = study.ask()
+    report_evaluation(baseline, StubRun(0.1), "accuracy").on_evaluate(None, state, None, model=model)
+    last = TrainerState(epoch=3.0, global_step=30, max_steps=30)
+    report_evaluation(study.ask(), StubRun(0.1), "accuracy").on_evaluate(None, last, None, model=model)
+
+
+def test_a_baseline_an_earlier_attnguide_pruned_is_run_again_once() -> None:
+    study = optuna.create_study(direction="maximize")
+    study.enqueue_trial({}, user_attrs={"baseline": True})
+    study.tell(study.ask(), state=optuna.trial.TrialState.PRUNED)
+    study.tell(study.ask({}), 0.8)
+    tuning_trials._rerun_a_pruned_baseline(study)
+    tuning_trials._rerun_a_pruned_baseline(study)  # its retry waits: nothing more
+    [retry] = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert retry.user_attrs["baseline"] and retry.user_attrs["retry_of"] == 0
+    assert "pruned" in retry.user_attrs["retry_reason"]
+    study.enqueue_trial({}, user_attrs=dict(retry.user_attrs))  # a second worker opening it at the same time
+    first, twin = (optuna.Trial(study, study._pop_waiting_trial_id()) for _ in range(2))
+    assert tuning_trials._duplicate_of(first) is None and tuning_trials._duplicate_of(twin) == first.number
+    assert tuning_trials.planned_trials(study) == 2  # a retry is no trial of the plan
+    study.tell(first, 0.7)
+    tuning_trials._rerun_a_pruned_baseline(study)
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
 
 
 @pytest.mark.parametrize("name", ["median", "halving"])

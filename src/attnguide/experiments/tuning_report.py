@@ -161,13 +161,15 @@ def _report(
         "",
         f"{len(rows)} trials: {counts['complete']} complete, {counts['pruned']} pruned, "
         f"{counts['fail']} failed, {counts['running']} running; dev {metric}, higher is better; trial 0 is "
-        "the unguided baseline.",
+        "the unguided baseline (its retries too).",
         "",
         f"**Verdict:** {verdict}.",
         "",
         "## The search",
         "",
-        f"Baseline (trial 0): {_n(baseline.value, '.4f') if baseline else 'not finished'}.",
+        f"Baseline (trial {baseline.number}): {_n(baseline.value, '.4f')}."
+        if baseline
+        else "Baseline: not finished.",
         _best_line(best),
         "",
         "| trial | state | dev " + metric + " | settings | note |",

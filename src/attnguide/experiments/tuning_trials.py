@@ -51,11 +51,15 @@ class TuneSettings:
 
 def report_evaluation(trial: Any, task_run: Any, metric: str) -> Any:
     """A Trainer callback: after each evaluation of a trial's run, measure the task's metric on dev,
-    report it to the trial and stop the run if the pruner says so (``optuna.TrialPruned``)."""
+    report it to the trial and stop the run if the pruner says so (``optuna.TrialPruned``). The pruner
+    is not asked about the unguided baseline, every trial's reference, nor after the last evaluation,
+    when the run has trained to its end and stopping it would save nothing."""
     import optuna
     from transformers import TrainerCallback
 
     from ..models import underlying_transformer
+
+    baseline = trial.user_attrs.get("baseline", False)
 
     class ReportEvaluation(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
@@ -68,6 +72,8 @@ def report_evaluation(trial: Any, task_run: Any, metric: str) -> Any:
             epoch = round(state.epoch or 0)
             trial.report(value, epoch)
             trial.set_user_attr(f"dev_{metric}_epoch{epoch}", value)
+            if baseline or state.global_step >= state.max_steps:
+                return
             if trial.should_prune():
                 trial.set_user_attr("reason", f"pruned after epoch {epoch}: dev {metric} {value:.4f}")
                 raise optuna.TrialPruned()
@@ -100,6 +106,7 @@ def open_study(settings: TuneSettings) -> Any:
     if not created:
         _check_identity(study, settings)
         _extend(study, settings.trials)
+        _rerun_a_pruned_baseline(study)
         return study
     study.set_user_attr("identity", settings.identity)
     study.set_user_attr("space", settings.space.to_dict())
@@ -130,6 +137,21 @@ def _extend(study: Any, trials: int) -> None:
         logger.info("the study continues from %d to %d trials", planned, trials)
 
 
+def _rerun_a_pruned_baseline(study: Any) -> None:
+    """Run the unguided baseline again where an earlier attnguide pruned it (it could, when the
+    baseline ran after guided trials, as a retry does): a study needs its reference to the end.
+    Enqueued under a ``slot`` of its own, so that of two workers opening the study together one runs it."""
+    import optuna
+
+    baselines = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("baseline")]
+    latest = baselines[-1] if baselines else None
+    if latest is None or latest.state != optuna.trial.TrialState.PRUNED:
+        return  # finished, running, waiting, or failed (a retry is enqueued where it may run again)
+    reason = "the unguided baseline was pruned (attnguide no longer prunes it): run again to its end"
+    logger.info("trial %d: %s", latest.number, reason)
+    enqueue_retry(study, latest, {"retry_reason": reason, "slot": f"baseline after trial {latest.number}"})
+
+
 def _duplicate_of(trial: Any) -> int | None:
     """The number of an earlier trial enqueued for the same ``slot`` as this one, if any."""
     slot = trial.user_attrs.get("slot")
@@ -138,7 +160,7 @@ def _duplicate_of(trial: Any) -> int | None:
     earlier = (
         t.number
         for t in trial.study.get_trials(deepcopy=False)
-        if t.number < trial.number and "retry_of" not in t.user_attrs and t.user_attrs.get("slot") == slot
+        if t.number < trial.number and t.user_attrs.get("slot") == slot
     )
     return next(earlier, None)
 
