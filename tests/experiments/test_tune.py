@@ -22,7 +22,7 @@ from transformers import TrainerState
 
 from attnguide.cli import main
 from attnguide.errors import AttnguideError
-from attnguide.experiments import tuning_storage, tuning_trials
+from attnguide.experiments import tuning_report, tuning_storage, tuning_trials
 from attnguide.experiments.offline_demo import make_dataset
 from attnguide.experiments.tuning_space import SearchSpace
 from attnguide.experiments.tuning_storage import heartbeat
@@ -443,6 +443,10 @@ def test_a_baseline_an_earlier_attnguide_pruned_is_run_again_once() -> None:
     [retry] = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert retry.user_attrs["baseline"] and retry.user_attrs["retry_of"] == 0
     assert "pruned" in retry.user_attrs["retry_reason"]
+    pruned = study.trials[0]
+    pruned.user_attrs["reason"] = "pruned after epoch 2: dev accuracy 0.7263"
+    row = tuning_report._trial_row(pruned, "accuracy", retry.user_attrs["retry_reason"])
+    assert row["reason"] == f"pruned after epoch 2: dev accuracy 0.7263; {retry.user_attrs['retry_reason']}"
     study.enqueue_trial({}, user_attrs=dict(retry.user_attrs))  # a second worker opening it at the same time
     first, twin = (optuna.Trial(study, study._pop_waiting_trial_id()) for _ in range(2))
     assert tuning_trials._duplicate_of(first) is None and tuning_trials._duplicate_of(twin) == first.number

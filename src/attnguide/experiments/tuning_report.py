@@ -65,7 +65,8 @@ _FIRST = ("trial", "state", "value", "baseline", "guides", "reason")
 
 
 def _trial_row(trial: Any, metric: str, reason: str | None = None) -> dict[str, Any]:
-    """A trial as a row of trials.csv; ``reason`` where it failed for a reason its retry carries."""
+    """A trial as a row of trials.csv; ``reason``: why its retry runs (after the trial's own reason,
+    where it has one: a pruned baseline's, say)."""
     guide = trial.user_attrs.get("guide", {})
     return {
         "trial": trial.number,
@@ -73,7 +74,7 @@ def _trial_row(trial: Any, metric: str, reason: str | None = None) -> dict[str, 
         "value": trial.value,
         "baseline": bool(trial.user_attrs.get("baseline")),
         **guide,
-        "reason": trial.user_attrs.get("reason") or reason or "",
+        "reason": "; ".join(r for r in (trial.user_attrs.get("reason"), reason) if r),
         "seconds": round(trial.duration.total_seconds(), 1) if trial.duration else None,
         **{k: v for k, v in trial.user_attrs.items() if k.startswith(f"dev_{metric}_epoch")},
     }
