@@ -36,6 +36,15 @@ def test_the_best_epoch_is_kept_and_recorded(tiny_model_dir, data, tmp_path) -> 
     assert not any(p.name.startswith(("best-weights", "selection")) for p in (tmp_path / "run").iterdir())
 
 
+def test_a_guided_efficient_run_trains_on_after_each_evaluation(tiny_model_dir, data, tmp_path) -> None:
+    """The evaluation between epochs runs the eager kernel; the efficient capture's must come back
+    for the next epoch, or its recorder hears no attention call (the paper recipe's guided runs)."""
+    extra = ("--epochs", "2", "--select-best", "--guide", "mdg+pdg")
+    assert train(tiny_model_dir, data, tmp_path / "run", *extra) == 0
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["capture"] == "efficient" and len(run["selection"]["history"]) == 2
+
+
 def test_the_best_epochs_weights_are_put_back(tmp_path) -> None:
     """Scores 0.5, 0.9, 0.3 over three epochs whose weights differ: the second epoch's come back."""
     model = torch.nn.Linear(2, 1)

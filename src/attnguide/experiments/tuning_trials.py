@@ -57,18 +57,12 @@ def report_evaluation(trial: Any, task_run: Any, metric: str) -> Any:
     import optuna
     from transformers import TrainerCallback
 
-    from ..models import underlying_transformer
-
     baseline = trial.user_attrs.get("baseline", False)
 
     class ReportEvaluation(TrainerCallback):
         def on_evaluate(self, args, state, control, model=None, processing_class=None, **kwargs):
-            encoder = underlying_transformer(model)
-            kernel = encoder.config._attn_implementation
             with tempfile.TemporaryDirectory() as scratch:
                 value = task_run.evaluate(model, processing_class, state.log_history, Path(scratch))[metric]
-            encoder.set_attn_implementation(kernel)  # the evaluation took the eager kernel; training goes on
-            model.train()
             epoch = round(state.epoch or 0)
             trial.report(value, epoch)
             trial.set_user_attr(f"dev_{metric}_epoch{epoch}", value)

@@ -53,20 +53,29 @@ def eval_pass(
     """Yield ``(logits, batch)`` for each batch in dataset order (``batch`` holds its ``labels``
     where the data set has them); when the pass is over, ``measures`` holds the attention measures.
 
-    The model runs in eval mode with the eager kernel, which returns the attention maps.
+    The model runs in eval mode with the eager kernel, which returns the attention maps; afterwards it
+    has its kernel and mode back, so that training can go on after an evaluation between epochs (the
+    efficient capture's kernel records the guided layers' profiles; the eager one would not).
     """
+    kernel, was_training = model.config._attn_implementation, model.training
     model.eval()
     use_eager_attention(model)
-    device = next(model.parameters()).device
-    counter = EvalMeasures(model, tokenizer, guide_config)
-    loader = DataLoader(
-        dataset, batch_size=batch_size, collate_fn=collator or DataCollatorWithPadding(tokenizer)
-    )
-    for batch in tqdm(loader, desc="evaluating", leave=False, disable=not logger.isEnabledFor(logging.INFO)):
-        batch = {k: v.to(device) for k, v in batch.items()}
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        outputs = model(**inputs, output_attentions=True)
-        counter.add(outputs.attentions, inputs)
-        logits = getattr(outputs, "logits", None)  # an encoder without a head has none
-        yield (logits.float() if logits is not None else None), batch
-    measures.update(counter.result())
+    try:
+        device = next(model.parameters()).device
+        counter = EvalMeasures(model, tokenizer, guide_config)
+        loader = DataLoader(
+            dataset, batch_size=batch_size, collate_fn=collator or DataCollatorWithPadding(tokenizer)
+        )
+        quiet = not logger.isEnabledFor(logging.INFO)
+        for batch in tqdm(loader, desc="evaluating", leave=False, disable=quiet):
+            batch = {k: v.to(device) for k, v in batch.items()}
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            outputs = model(**inputs, output_attentions=True)
+            counter.add(outputs.attentions, inputs)
+            logits = getattr(outputs, "logits", None)  # an encoder without a head has none
+            yield (logits.float() if logits is not None else None), batch
+        measures.update(counter.result())
+    finally:
+        if model.config._attn_implementation != kernel:
+            model.set_attn_implementation(kernel)
+        model.train(was_training)
