@@ -149,6 +149,8 @@ DDP = textwrap.dedent(
     SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss).train()
     if args.process_index == 0:
         model.save(out + "/model")
+    if torch.distributed.is_initialized():  # as PyTorch asks: left to exit, gloo may abort the process
+        torch.distributed.destroy_process_group()
     """
 )
 

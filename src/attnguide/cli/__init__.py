@@ -76,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     _configure_logging(args.quiet)
     try:
-        return args.func(args)
+        code = args.func(args)
+        _leave_process_group()
+        return code
     except AttnguideError as error:
         if args.debug:
             raise
@@ -88,6 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a reader that stopped early, e.g. `| head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+
+
+def _leave_process_group() -> None:
+    """Under torchrun or accelerate launch, end the process group once the command has finished:
+    left to the interpreter's exit, gloo's threads can abort a finished process (SIGABRT). Not after
+    an error, where the other processes may still wait in a collective call."""
+    distributed = sys.modules.get("torch.distributed")  # never imported: no process group to end
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
 
 
 def printable(message: str) -> str:
